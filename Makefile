@@ -1,0 +1,25 @@
+# `make test` and `make demo` each set up .venv on a fresh machine, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/nanofm copy configs/copy-tiny.yaml
+
+bench: $(STAMP)
+	$(BIN)/python bench/attention_speed.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

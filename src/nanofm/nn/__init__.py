@@ -1,0 +1,38 @@
+"""The shared Transformer core: attention, positions, blocks and stacks, with no task knowledge."""
+
+from .attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from .block import BlockCache, TransformerBlock
+from .layers import FeedForward, PatchEmbedding, activation
+from .positional import (
+    LearnedPositionalEmbedding,
+    SinCos2DPositionalEmbedding,
+    SinusoidalPositionalEncoding,
+    TimestepEmbedding,
+    sincos_2d_table,
+    sinusoidal_table,
+    timestep_features,
+)
+from .transformer import Decoder, Encoder, TransformerStack, padding_mask_from_lengths
+
+__all__ = [
+    "BlockCache",
+    "Decoder",
+    "Encoder",
+    "FeedForward",
+    "KVCache",
+    "LearnedPositionalEmbedding",
+    "MultiHeadAttention",
+    "PatchEmbedding",
+    "SinCos2DPositionalEmbedding",
+    "SinusoidalPositionalEncoding",
+    "TimestepEmbedding",
+    "TransformerBlock",
+    "TransformerStack",
+    "activation",
+    "causal_mask",
+    "padding_mask_from_lengths",
+    "scaled_dot_product_attention",
+    "sincos_2d_table",
+    "sinusoidal_table",
+    "timestep_features",
+]

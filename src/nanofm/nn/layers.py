@@ -1,0 +1,57 @@
+"""Feed-forward layer and patch embedding.
+
+Legend: B batch, T tokens, D model width, F feed-forward width, C channels, P patch size.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": F.relu,
+    "gelu": F.gelu,  # exact erf GELU (BERT, ViT)
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2
+    "quick_gelu": lambda x: x * (1.702 * x).sigmoid(),  # OpenAI CLIP
+    "silu": F.silu,
+}
+
+
+def activation(name: str) -> Callable[[Tensor], Tensor]:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class FeedForward(nn.Module):
+    """Position-wise Linear(D->F) -> activation -> dropout -> Linear(F->D), on (B, T, D)."""
+
+    def __init__(self, d_model: int, d_ff: int, act: str = "gelu", dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, d_ff, bias=bias)
+        self.fc2 = nn.Linear(d_ff, d_model, bias=bias)
+        self.act = activation(act)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.dropout(self.act(self.fc1(x))))
+
+
+class PatchEmbedding(nn.Module):
+    """Image (B, C, H, W) -> patch tokens (B, H/P * W/P, D), row-major, by a stride-P convolution."""
+
+    def __init__(self, image_size: int, patch_size: int, in_channels: int, d_model: int):
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image_size={image_size} is not divisible by patch_size={patch_size}")
+        self.grid = image_size // patch_size
+        self.proj = nn.Conv2d(in_channels, d_model, kernel_size=patch_size, stride=patch_size)
+
+    @property
+    def n_patches(self) -> int:
+        return self.grid * self.grid
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.proj(images).flatten(2).transpose(1, 2)  # (B, D, g, g) -> (B, g*g, D)

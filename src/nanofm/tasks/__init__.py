@@ -1,0 +1,1 @@
+"""Downstream and synthetic tasks: data, metrics and the recipes that train on them."""
