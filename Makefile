@@ -16,7 +16,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/nanofm copy configs/copy-tiny.yaml
+	$(BIN)/nanofm train configs/copy-tiny.yaml --out runs/demo-copy --overwrite
 
 bench: $(STAMP)
 	$(BIN)/python bench/attention_speed.py

@@ -7,7 +7,7 @@ from nanofm.cli import main
 
 def test_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "nanofm.cli", "--help"], capture_output=True, text=True, check=True)
-    for command in ("version", "presets", "config", "copy"):
+    for command in ("version", "presets", "config", "train", "evaluate", "info"):
         assert command in out.stdout
 
 
@@ -23,19 +23,42 @@ def test_presets_and_config(capsys):
     assert "d_model: 32" in capsys.readouterr().out
 
 
-def test_copy_runs_a_config_with_overrides(capsys, tmp_path):
+def test_train_info_evaluate(capsys, tmp_path):
     cfg = tmp_path / "copy.yaml"
-    cfg.write_text("steps: 5\nbatch_size: 8\neval_size: 4\nmodel:\n  d_model: 32\n")
-    assert main(["copy", str(cfg), "max_len=6", "--no-progress", "--print-config"]) == 0
+    cfg.write_text("task: copy\ntrain:\n  steps: 6\n  batch_size: 8\n  eval_every: 3\n  warmup_steps: 2\n"
+                   "data:\n  eval_size: 4\n  train_size: 64\nmodel:\n  d_model: 32\n")
+    run = tmp_path / "run"
+    assert main(["train", str(cfg), "data.max_len=6", "--out", str(run), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "max_len: 6" in out and "5 steps of 8" in out and "held-out accuracy on 4 sequences" in out
+    assert "6 steps of 8 examples" in out and "held-out accuracy on 4 sequences" in out and "done: 6 steps" in out
+    assert (run / "loss_curve.png").stat().st_size > 0 and (run / "checkpoints" / "step-000006").is_dir()
+    assert main(["info", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "step-000006  step 6/6" in out and "latest" in out and "last eval: step 6" in out
+    assert main(["evaluate", str(run), "--checkpoint", "latest"]) == 0
+    assert "eval/token_accuracy" in capsys.readouterr().out
+    # the same folder again without --resume is refused, not overwritten
+    assert main(["train", str(cfg), "--out", str(run), "--no-progress"]) == 1
+    assert "already holds checkpoints: resume with --resume auto" in capsys.readouterr().err
+    # resuming a finished run: nothing left to train, the final checkpoint is kept
+    assert main(["train", str(cfg), "--out", str(run), "--no-progress", "--resume", "auto"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert (run / "checkpoints" / "step-000006").is_dir()
 
 
 def test_bad_config_is_a_clear_error(capsys, tmp_path):
     cfg = tmp_path / "copy.yaml"
-    cfg.write_text("steps: 5\nmodel:\n  heads: 4\n")
-    assert main(["copy", str(cfg), "--no-progress"]) == 2
+    cfg.write_text("task: copy\ntrain:\n  steps: 5\nmodel:\n  heads: 4\n")
+    assert main(["train", str(cfg), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert f"{cfg}:3" in err and "unknown key 'model.heads'" in err
-    assert main(["copy", "steps=five"]) == 2
-    assert "'steps' must be int" in capsys.readouterr().err
+    assert f"{cfg}:5" in err and "unknown key 'model.heads'" in err
+    cfg.write_text("task: copy\n")
+    assert main(["train", str(cfg), "train.steps=five"]) == 2
+    assert "'train.steps' must be int" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: cannot read config" in capsys.readouterr().err
+    (tmp_path / "other.yaml").write_text("task: poetry\n")
+    assert main(["train", str(tmp_path / "other.yaml")]) == 2
+    assert "'task' must be one of ['copy']" in capsys.readouterr().err
+    assert main(["info", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err

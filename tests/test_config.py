@@ -26,7 +26,8 @@ class Outer:
 
 
 def test_yaml_round_trip(tmp_path):
-    cfg = CopyTaskConfig(steps=7, model=EncoderDecoderConfig(vocab_size=40, d_model=32, n_heads=2))
+    cfg = CopyTaskConfig(model=EncoderDecoderConfig(vocab_size=40, d_model=32, n_heads=2))
+    cfg.train.steps = 7
     path = tmp_path / "c.yaml"
     path.write_text(to_yaml(cfg))
     again = load_config(CopyTaskConfig, path)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from nanofm import __version__
 from nanofm.config import ConfigError
-
-OVERRIDES_HELP = "dotted overrides of the config, e.g. model.d_model=128 steps=500"
-
 
 def cmd_version(args: argparse.Namespace) -> None:
     import torch
@@ -37,28 +35,135 @@ def cmd_config(args: argparse.Namespace) -> None:
     print(to_yaml(from_dict(type(preset.config), data, origins)), end="")
 
 
-def cmd_copy(args: argparse.Namespace) -> None:
-    from nanofm.config import load_config, to_yaml
-    from nanofm.tasks.copy import CopyTaskConfig, build_model, train_copy
+def _count(model) -> str:
+    n = sum(p.numel() for p in model.parameters())
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
 
-    cfg = load_config(CopyTaskConfig, args.config, args.overrides)
-    if args.print_config:
-        print(to_yaml(cfg), end="")
-    model = build_model(cfg)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(
-        f"copy task: encoder-decoder with {n_params / 1e3:.1f}k parameters, sequences of {cfg.min_len}-{cfg.max_len} "
-        f"tokens over {cfg.model.vocab_size - 3} symbols, {cfg.steps} steps of {cfg.batch_size}"
+
+def cmd_train(args: argparse.Namespace) -> None:
+    import shutil
+
+    from nanofm.config import to_yaml
+    from nanofm.tasks import build_task, load_task_config
+    from nanofm.train import Trainer, distributed
+
+    overrides = list(args.overrides) + ([f"train.budget={args.budget}"] if args.budget else [])
+    cfg = load_task_config(args.config, overrides)
+    run_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    info = distributed.setup(cfg.train.device)
+    if args.overwrite and args.resume:
+        raise ConfigError("--overwrite and --resume contradict each other")
+    if args.overwrite and info.is_main and run_dir.exists():
+        shutil.rmtree(run_dir)
+    distributed.barrier()
+    parts = build_task(cfg)
+    t = cfg.train
+    if info.is_main:
+        steps = f"budget {t.budget}" if t.budget else f"{t.steps} steps"
+        print(f"{parts.describe}\nmodel: {_count(parts.model)} parameters | {steps} of {t.batch_size} examples "
+              f"| {info.world_size} process(es) on {info.device} | run folder {run_dir}")
+    trainer = Trainer(
+        parts.model, parts.train_data, t, eval_data=parts.eval_data, collate=parts.collate,
+        compute_metrics=parts.compute_metrics, run_dir=run_dir, config_yaml=to_yaml(cfg),
+        resume=args.resume, progress=not args.no_progress,
     )
-    result = train_copy(cfg, model, progress=not args.no_progress)
-    print(
-        f"held-out accuracy on {cfg.eval_size} sequences (greedy decoding): "
-        f"tokens {100 * result.token_accuracy:.2f}%, whole sequences {100 * result.sequence_accuracy:.2f}% "
-        f"| final loss {result.final_loss:.4f} | {result.seconds:.1f}s"
-    )
-    for src, out in result.samples:
-        mark = "ok" if src == out else "WRONG"
-        print(f"  {' '.join(map(str, src))}  ->  {' '.join(map(str, out))}  [{mark}]")
+    metrics = trainer.fit()
+    if info.is_main:
+        if trainer.stopped:
+            print(f"stopped at step {trainer.step}; checkpoint in {run_dir / 'checkpoints'}")
+        else:
+            if parts.report is not None and metrics:
+                print(parts.report(parts.model, parts.eval_data, metrics))
+            skipped = f", {trainer.skipped_steps} skipped (non-finite)" if trainer.skipped_steps else ""
+            print(f"done: {trainer.step} steps{skipped} | checkpoints in {run_dir / 'checkpoints'} "
+                  f"| metrics {run_dir / 'metrics.jsonl'} | loss curve {run_dir / 'loss_curve.png'}")
+    distributed.cleanup()
+
+
+def _pick_checkpoint(run_dir: Path, which: str) -> Path:
+    from nanofm.train import checkpoint as ckpt_io
+
+    root = run_dir / "checkpoints"
+    if which in ("best", "latest"):
+        name = ckpt_io.read_pointer(root, which) or (ckpt_io.read_pointer(root, "latest") if which == "best" else None)
+        path = root / name if name else ckpt_io.find_resumable(root)
+        if path is None:
+            raise ConfigError(f"{root}: no complete checkpoint")
+    else:
+        path = Path(which)
+    ckpt_io.verify(path)
+    return path
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from nanofm.tasks import build_task, load_task_config
+    from nanofm.train import evaluate_model, load_model_weights
+    from nanofm.train.distributed import setup
+
+    run_dir = Path(args.run_dir)
+    cfg = load_task_config(_run_config(run_dir))
+    ckpt = _pick_checkpoint(run_dir, args.checkpoint)
+    parts = build_task(cfg)
+    if parts.eval_data is None:
+        raise ConfigError(f"{run_dir}: task {cfg.task!r} has no evaluation data")
+    load_model_weights(parts.model, ckpt / "model.safetensors")
+    info = setup(cfg.train.device)
+    parts.model.to(info.device)
+    batch = cfg.train.micro_batch_size or cfg.train.batch_size
+    metrics = evaluate_model(parts.model, parts.eval_data, parts.collate, batch, info.device,
+                             compute_metrics=parts.compute_metrics)
+    print(f"{ckpt}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if parts.report is not None:
+        print(parts.report(parts.model, parts.eval_data, metrics))
+
+
+def _run_config(run_dir: Path) -> Path:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+    return path
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    import json
+
+    from nanofm.tasks import load_task_config
+    from nanofm.train import checkpoint as ckpt_io
+    from nanofm.train.tracking import read_metrics
+
+    run_dir = Path(args.run_dir)
+    cfg = load_task_config(_run_config(run_dir))
+    t = cfg.train
+    print(f"run {run_dir}: task {cfg.task}, {t.steps if not t.budget else 'budget ' + t.budget} steps of {t.batch_size}, "
+          f"lr {t.lr:g} ({t.schedule}, warm-up {t.warmup_steps})")
+    root = run_dir / "checkpoints"
+    latest, best = ckpt_io.read_pointer(root, "latest"), ckpt_io.read_pointer(root, "best")
+    ckpts = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for p in ckpts:
+        if p.name.startswith(ckpt_io.TMP_PREFIX):
+            print(f"  {p.name}  (incomplete write, ignored)")
+            continue
+        try:
+            ckpt_io.verify(p)
+            state = json.loads((p / "trainer_state.json").read_text())
+            marks = [m for m, n in (("latest", latest), ("best", best)) if n == p.name]
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in state.get("metrics", {}).items())
+            print(f"  {p.name}  step {state['step']}/{state['total_steps']}  {metrics}  {' '.join(marks)}".rstrip())
+        except ckpt_io.CheckpointError as e:
+            print(f"  {p.name}  BROKEN: {e}")
+    records = read_metrics(run_dir / "metrics.jsonl")
+    train = [r for r in records if "loss" in r]
+    evals = [r for r in records if "eval/loss" in r]
+    if train:
+        r = train[-1]
+        rate = next((f"{v:,.0f} {k.replace('_per_s', '')}/s" for k, v in r.items() if k.endswith("_per_s")), "")
+        print(f"last train record: step {r['step']}, loss {r['loss']:.4f}, lr {r['lr']:.2e}, {rate}, "
+              f"{r.get('skipped_steps', 0)} skipped steps")
+    if evals:
+        r = evals[-1]
+        print(f"last eval: step {r['step']}, " + ", ".join(f"{k} {v:.4f}" for k, v in r.items() if k.startswith("eval/")))
+    if not ckpts and not records:
+        print("  (no checkpoints or metrics yet)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,31 +186,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser(
-        "copy",
-        help="train a tiny encoder-decoder to copy random sequences; print held-out accuracy",
-        description="Train the Transformer encoder-decoder on the copy task and report greedy-decoding "
-        "accuracy on held-out random sequences. Without a config file, the defaults are used.",
+        "train",
+        help="train a model from a run config (YAML/JSON); resumable, budgeted, torchrun-ready",
+        description="Train the task a config names (its `task:` key), e.g. configs/copy-tiny.yaml. "
+        "Writes a run folder with metrics.jsonl, TensorBoard logs (if installed), loss_curve.png and "
+        "crash-safe checkpoints. Under torchrun, uses DDP (gloo on CPU, NCCL on GPU).",
     )
-    p.add_argument("config", nargs="?", help="YAML or JSON config (e.g. configs/copy-tiny.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
-    p.add_argument("--print-config", action="store_true", help="print the resolved config first")
+    p.add_argument("config", help="run config, e.g. configs/copy-tiny.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.steps=600 model.d_model=128")
+    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.add_argument("--resume", metavar="auto|CHECKPOINT", help="auto: continue from the newest complete checkpoint, if any")
+    p.add_argument("--budget", metavar="DURATION", help="wall-clock budget (20m, 90s, 1h30m): the schedule ends when it is spent")
+    p.add_argument("--overwrite", action="store_true", help="delete the run folder first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_copy)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a run's best (or latest) checkpoint on its task's held-out data")
+    p.add_argument("run_dir", help="a run folder written by `nanofm train`")
+    p.add_argument("--checkpoint", default="best", help="best, latest, or a checkpoint folder (default: best)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("info", help="show a run's config, checkpoints and last metrics")
+    p.add_argument("run_dir", help="a run folder written by `nanofm train`")
+    p.set_defaults(func=cmd_info)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # `nanofm copy steps=10` (no file): the first positional is an override, not a config path
-    if getattr(args, "config", None) and "=" in args.config:
-        args.overrides.insert(0, args.config)
-        args.config = None
+    from nanofm.train import CheckpointError, TrainingError
+
     try:
         args.func(args)
     except (ConfigError, KeyError) as e:
         print(f"nanofm: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
+    except (CheckpointError, TrainingError, OSError) as e:
+        print(f"nanofm: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

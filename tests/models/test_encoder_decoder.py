@@ -2,12 +2,15 @@ import torch
 
 from nanofm.models import IGNORE_INDEX
 from nanofm.registry import create
-from nanofm.tasks.copy import CopyTaskConfig, evaluate, is_held_out, make_batch, train_copy
+from nanofm.tasks.copy import CopyDataset, CopyTaskConfig, build, collate_for, copy_accuracy, is_held_out
+from nanofm.train import Trainer
 from tests.helpers import max_diff
 
 
-def _batch(n=8, seed=0):
-    return make_batch(CopyTaskConfig(), n, torch.Generator().manual_seed(seed))
+def _batch(n=8, held_out=False):
+    cfg = CopyTaskConfig()
+    data = CopyDataset(cfg.data, cfg.model, 1000, held_out=held_out)
+    return collate_for(cfg.model)([data[i] for i in range(n)])
 
 
 def test_batch_layout():
@@ -45,13 +48,16 @@ def test_overfits_one_batch():
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first = None
     for _ in range(150):
-        loss = model(**b).loss
-        first = first if first is not None else loss.item()
+        out = model(**b)
+        first = first if first is not None else out.loss.item()
         opt.zero_grad()
-        loss.backward()
+        out.loss.backward()
         opt.step()
-    assert loss.item() < 0.02 * first
-    assert evaluate(model, b)[1] == 1.0  # every training sequence copied exactly
+    assert out.n_targets == (b["targets"] != IGNORE_INDEX).sum()
+    assert out.loss.item() < 0.02 * first
+    examples = [dict(zip(b, values)) for values in zip(*b.values())]
+    data = [{k: v[v != (IGNORE_INDEX if k == "targets" else 0)] for k, v in ex.items()} for ex in examples]
+    assert copy_accuracy(model, data)["sequence_accuracy"] == 1.0  # every training sequence copied exactly
 
 
 def test_every_parameter_gets_a_gradient():
@@ -61,15 +67,18 @@ def test_every_parameter_gets_a_gradient():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_learns_to_copy_held_out_sequences():
-    result = train_copy(CopyTaskConfig(steps=400), progress=False)
-    assert result.token_accuracy == 1.0, result
-    assert all(src == out for src, out in result.samples)
-
-
 def test_held_out_split_is_disjoint_from_training():
-    cfg, gen = CopyTaskConfig(), torch.Generator().manual_seed(0)
-    train = make_batch(cfg, 300, gen)["src"].tolist()
-    held = make_batch(cfg, 100, gen, held_out=True)["src"].tolist()
-    assert not {tuple(s) for s in train} & {tuple(s) for s in held}
+    train = {tuple(s) for s in _batch(300)["src"].tolist()}
+    held = {tuple(s) for s in _batch(100, held_out=True)["src"].tolist()}
+    assert not train & held
     assert 0.05 < sum(is_held_out(torch.randint(3, 32, (8,))) for _ in range(2000)) / 2000 < 0.2
+
+
+def test_learns_to_copy_held_out_sequences():
+    cfg = CopyTaskConfig()
+    parts = build(cfg)
+    trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
+                      compute_metrics=parts.compute_metrics, progress=False)
+    metrics = trainer.fit()
+    assert trainer.step == 400
+    assert metrics["eval/token_accuracy"] == 1.0, metrics

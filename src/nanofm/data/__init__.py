@@ -1,5 +1,5 @@
 """Datasets, collators and data preparation recipes."""
 
-from .collate import pad_sequences
+from .collate import PadCollate, pad_collate, pad_sequences
 
-__all__ = ["pad_sequences"]
+__all__ = ["PadCollate", "pad_collate", "pad_sequences"]

@@ -92,15 +92,15 @@ class EncoderDecoder(nn.Module):
         """src (B, S), tgt (B, T) = BOS + target[:-1], targets (B, T) with IGNORE_INDEX at padding."""
         memory, src_pad = self.encode(src)
         logits = self.decode(tgt, memory, src_pad)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.flatten(0, 1).float(),
-                targets.flatten(),
-                ignore_index=IGNORE_INDEX,
-                label_smoothing=self.cfg.label_smoothing,
-            )
-        return ModelOutput(loss=loss, logits=logits)
+        if targets is None:
+            return ModelOutput(logits=logits)
+        loss = F.cross_entropy(
+            logits.flatten(0, 1).float(),
+            targets.flatten(),
+            ignore_index=IGNORE_INDEX,
+            label_smoothing=self.cfg.label_smoothing,
+        )
+        return ModelOutput(loss=loss, logits=logits, n_targets=(targets != IGNORE_INDEX).sum())
 
     @torch.no_grad()
     def generate(self, src: Tensor, max_new_tokens: int | None = None, use_cache: bool = True) -> Tensor:

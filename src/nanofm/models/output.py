@@ -13,3 +13,4 @@ IGNORE_INDEX = -100  # target value that no loss is computed for (padding, unmas
 class ModelOutput:
     loss: Tensor | None = None  # scalar, when targets were given
     logits: Tensor | None = None  # (B, T, V) or (B, n_classes)
+    n_targets: Tensor | None = None  # how many targets `loss` averages over (the trainer weights micro-batches by it)

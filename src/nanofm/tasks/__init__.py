@@ -1,1 +1,50 @@
-"""Downstream and synthetic tasks: data, metrics and the recipes that train on them."""
+"""Tasks: each has a typed config (with `task`, `model`, `train` sections) and a build function that
+returns its model, data, collator and metrics. `nanofm train CONFIG.yaml` picks the task by the
+config's `task:` key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from nanofm.config import ConfigError, load_config, read_file
+
+from .base import TaskParts
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    config_cls: type
+    build: Callable[[Any], TaskParts]
+
+
+def _tasks() -> dict[str, TaskSpec]:
+    from . import copy
+
+    return {"copy": TaskSpec(copy.CopyTaskConfig, copy.build)}
+
+
+def task_names() -> list[str]:
+    return sorted(_tasks())
+
+
+def load_task_config(path: str | Path, overrides: list[str] = ()) -> Any:
+    """Read a run config; its `task:` key chooses the config class (and so what every other key may be)."""
+    data, origins = read_file(path)
+    name = data.get("task")
+    for item in overrides:  # `task=...` given on the command line wins
+        if item.startswith("task="):
+            name = item.partition("=")[2]
+    tasks = _tasks()
+    if name not in tasks:
+        where = origins.get("task", str(path))
+        raise ConfigError(f"{where}: 'task' must be one of {sorted(tasks)}, got {name!r}")
+    return load_config(tasks[name].config_cls, path, overrides)
+
+
+def build_task(cfg: Any) -> TaskParts:
+    return _tasks()[cfg.task].build(cfg)
+
+
+__all__ = ["TaskParts", "build_task", "load_task_config", "task_names"]

@@ -1,55 +1,57 @@
 """The copy task: an encoder-decoder learns to reproduce random token sequences.
 
-The smallest end-to-end check of the core: it needs attention across sequences (cross-attention),
-causal decoding and positions, and it is solved exactly (100% held-out token accuracy) by a correct
-model within a few hundred steps on a CPU.
+The smallest end-to-end check of the core: it needs cross-attention, causal decoding and positions,
+and a correct model solves it exactly (100% held-out token accuracy) within a few hundred steps on a
+CPU. Held-out sequences are a fixed 1-in-8 split of all sequences by a hash of their content, which
+training never sees.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from nanofm.data import pad_sequences
+from nanofm.data import PadCollate
 from nanofm.models import IGNORE_INDEX, EncoderDecoder, EncoderDecoderConfig
 from nanofm.registry import get_config
+from nanofm.train import TrainConfig
+
+from .base import TaskParts
 
 
 @dataclass
-class CopyTaskConfig:
-    model: EncoderDecoderConfig = field(default_factory=lambda: get_config("transformer-tiny"))  # the model
+class CopyDataConfig:
     min_len: int = 4  # shortest random sequence (content tokens, EOS excluded)
     max_len: int = 12  # longest random sequence
-    steps: int = 400  # optimizer steps
-    batch_size: int = 64  # sequences per step
-    lr: float = 3e-3  # peak AdamW learning rate
-    warmup_steps: int = 30  # linear warm-up, then cosine decay to 0
-    weight_decay: float = 0.01  # AdamW weight decay
-    eval_size: int = 500  # held-out sequences: a split by content hash that training never sees
-    seed: int = 0  # training data, initialisation and held-out seeds derive from it
+    train_size: int = 25600  # training sequences in an epoch
+    eval_size: int = 500  # held-out sequences
+    seed: int = 0  # the sequences are a pure function of (seed, index)
 
     def __post_init__(self):
         if not 1 <= self.min_len <= self.max_len:
             raise ValueError(f"need 1 <= min_len <= max_len, got {self.min_len}, {self.max_len}")
-        if self.max_len + 1 > self.model.max_len:
-            raise ValueError(f"max_len={self.max_len} + EOS exceeds model.max_len={self.model.max_len}")
-        if self.model.vocab_size <= 4:
-            raise ValueError("model.vocab_size must leave room for content tokens beyond PAD, BOS, EOS")
 
 
 @dataclass
-class CopyResult:
-    token_accuracy: float  # held-out target tokens (EOS included) predicted right by greedy decoding
-    sequence_accuracy: float  # held-out sequences copied exactly
-    final_loss: float
-    steps: int
-    seconds: float
-    samples: list[tuple[list[int], list[int]]]  # a few held-out (source, output) token lists, EOS stripped
+class CopyTaskConfig:
+    task: Literal["copy"] = "copy"  # which task this config is for
+    model: EncoderDecoderConfig = field(default_factory=lambda: get_config("transformer-tiny"))  # the model
+    data: CopyDataConfig = field(default_factory=CopyDataConfig)  # the random sequences
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=400, batch_size=64, lr=3e-3, warmup_steps=30, eval_every=100,
+            best_metric="eval/token_accuracy", best_mode="max",
+        )
+    )  # the training run
+
+    def __post_init__(self):
+        if self.data.max_len + 1 > self.model.max_len:
+            raise ValueError(f"data.max_len={self.data.max_len} + EOS exceeds model.max_len={self.model.max_len}")
+        if self.model.vocab_size <= 4:
+            raise ValueError("model.vocab_size must leave room for content tokens beyond PAD, BOS, EOS")
 
 
 def is_held_out(seq: Tensor) -> bool:
@@ -58,77 +60,96 @@ def is_held_out(seq: Tensor) -> bool:
     return int((seq * weights).sum() + len(seq)) % 8 == 0
 
 
-def make_batch(cfg: CopyTaskConfig, n: int, gen: torch.Generator, held_out: bool = False) -> dict[str, Tensor]:
-    """n random sequences from the training or held-out split -> {src (B, S), tgt (B, T), targets (B, T)}:
-    src = x + EOS, tgt = BOS + x, targets = x + EOS (IGNORE_INDEX at padding)."""
-    m = cfg.model
-    specials = max(m.pad_id, m.bos_id, m.eos_id) + 1
-    seqs: list[Tensor] = []
-    while len(seqs) < n:
-        length = int(torch.randint(cfg.min_len, cfg.max_len + 1, (), generator=gen))
-        seq = torch.randint(specials, m.vocab_size, (length,), generator=gen)
-        if is_held_out(seq) == held_out:
-            seqs.append(seq)
-    eos, bos = torch.tensor([m.eos_id]), torch.tensor([m.bos_id])
-    return {
-        "src": pad_sequences([torch.cat([s, eos]) for s in seqs], m.pad_id),
-        "tgt": pad_sequences([torch.cat([bos, s]) for s in seqs], m.pad_id),
-        "targets": pad_sequences([torch.cat([s, eos]) for s in seqs], IGNORE_INDEX),
-    }
+class CopyDataset(torch.utils.data.Dataset):
+    """Example i: {src: x + EOS, tgt: BOS + x, targets: x + EOS}, x random, a pure function of (seed, i)."""
+
+    def __init__(self, data: CopyDataConfig, model: EncoderDecoderConfig, size: int, held_out: bool = False):
+        self.data, self.model, self.size, self.held_out = data, model, size, held_out
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        if not 0 <= i < self.size:
+            raise IndexError(i)
+        m, d = self.model, self.data
+        gen = torch.Generator().manual_seed((d.seed * 2 + self.held_out) * 10_000_019 + i)
+        specials = max(m.pad_id, m.bos_id, m.eos_id) + 1
+        while True:
+            length = int(torch.randint(d.min_len, d.max_len + 1, (), generator=gen))
+            seq = torch.randint(specials, m.vocab_size, (length,), generator=gen)
+            if is_held_out(seq) == self.held_out:
+                break
+        eos, bos = torch.tensor([m.eos_id]), torch.tensor([m.bos_id])
+        return {"src": torch.cat([seq, eos]), "tgt": torch.cat([bos, seq]), "targets": torch.cat([seq, eos])}
+
+
+def collate_for(model: EncoderDecoderConfig) -> PadCollate:
+    return PadCollate({"src": model.pad_id, "tgt": model.pad_id, "targets": IGNORE_INDEX})
 
 
 @torch.no_grad()
-def evaluate(model: EncoderDecoder, batch: dict[str, Tensor]) -> tuple[float, float, Tensor]:
-    """Greedy-decode the sources; (token accuracy, sequence accuracy, outputs (B, T)) against the targets."""
-    model.eval()
+def greedy_outputs(model: EncoderDecoder, batch: dict[str, Tensor]) -> Tensor:
+    """Greedy-decode the batch's sources, padded to the targets' length: (B, T)."""
     targets = batch["targets"]
     out = model.generate(batch["src"], max_new_tokens=targets.size(1))
-    out = torch.nn.functional.pad(out, (0, targets.size(1) - out.size(1)), value=model.cfg.pad_id)
-    real = targets != IGNORE_INDEX
-    right = (out == targets) & real
-    return (right.sum() / real.sum()).item(), (right.sum(1) == real.sum(1)).float().mean().item(), out
+    return torch.nn.functional.pad(out, (0, targets.size(1) - out.size(1)), value=model.cfg.pad_id)
 
 
-def build_model(cfg: CopyTaskConfig) -> EncoderDecoder:
-    torch.manual_seed(cfg.seed)
-    return EncoderDecoder(cfg.model)
+@torch.no_grad()
+def copy_accuracy(model: EncoderDecoder, data, batch_size: int = 250) -> dict[str, float]:
+    """Greedy decoding over `data`: token accuracy (EOS included) and whole-sequence accuracy."""
+    model.eval()
+    collate = collate_for(model.cfg)
+    device = next(model.parameters()).device
+    right = real = exact = 0
+    for start in range(0, len(data), batch_size):
+        batch = collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out, targets = greedy_outputs(model, batch), batch["targets"]
+        mask = targets != IGNORE_INDEX
+        ok = (out == targets) & mask
+        right, real = right + int(ok.sum()), real + int(mask.sum())
+        exact += int((ok.sum(1) == mask.sum(1)).sum())
+    return {"token_accuracy": right / real, "sequence_accuracy": exact / len(data)}
 
 
-def train_copy(cfg: CopyTaskConfig, model: EncoderDecoder | None = None, progress: bool = True) -> CopyResult:
-    model = model if model is not None else build_model(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-    def lr_factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    train_gen = torch.Generator().manual_seed(cfg.seed)
-    held_out = make_batch(cfg, cfg.eval_size, torch.Generator().manual_seed(cfg.seed + 1), held_out=True)
-    start = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc="copy task", disable=not progress, dynamic_ncols=True)
-    loss = torch.tensor(float("nan"))
-    for step in bar:
-        model.train()
-        loss = model(**make_batch(cfg, cfg.batch_size, train_gen)).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if step % 10 == 0 or step == cfg.steps - 1:
-            bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-    token_acc, seq_acc, outputs = evaluate(model, held_out)
-    samples = [(_content(s, cfg), _content(o, cfg)) for s, o in zip(held_out["src"][:3], outputs[:3])]
-    return CopyResult(token_acc, seq_acc, loss.item(), cfg.steps, time.perf_counter() - start, samples)
-
-
-def _content(tokens: Tensor, cfg: CopyTaskConfig) -> list[int]:
-    """Token ids up to the first EOS (or PAD)."""
+def _content(tokens: list[int], cfg: EncoderDecoderConfig) -> str:
     out = []
-    for t in tokens.tolist():
-        if t in (cfg.model.eos_id, cfg.model.pad_id):
+    for t in tokens:
+        if t in (cfg.eos_id, cfg.pad_id):
             break
-        out.append(t)
-    return out
+        out.append(str(t))
+    return " ".join(out)
+
+
+def report(model: EncoderDecoder, eval_data, metrics: dict[str, float]) -> str:
+    """The accuracy line and three held-out examples, source -> greedy output."""
+    lines = [
+        f"held-out accuracy on {len(eval_data)} sequences (greedy decoding): "
+        f"tokens {100 * metrics['eval/token_accuracy']:.2f}%, whole sequences {100 * metrics['eval/sequence_accuracy']:.2f}%"
+    ]
+    batch = collate_for(model.cfg)([eval_data[i] for i in range(min(3, len(eval_data)))])
+    device = next(model.parameters()).device
+    outs = greedy_outputs(model.eval(), {k: v.to(device) for k, v in batch.items()})
+    for src, out in zip(batch["src"].tolist(), outs.tolist()):
+        a, b = _content(src, model.cfg), _content(out, model.cfg)
+        lines.append(f"  {a}  ->  {b}  [{'ok' if a == b else 'WRONG'}]")
+    return "\n".join(lines)
+
+
+def build(cfg: CopyTaskConfig) -> TaskParts:
+    torch.manual_seed(cfg.train.seed)
+    model = EncoderDecoder(cfg.model)
+    return TaskParts(
+        model=model,
+        train_data=CopyDataset(cfg.data, cfg.model, cfg.data.train_size),
+        eval_data=CopyDataset(cfg.data, cfg.model, cfg.data.eval_size, held_out=True),
+        collate=collate_for(cfg.model),
+        compute_metrics=copy_accuracy,
+        report=report,
+        describe=(
+            f"copy task: encoder-decoder, sequences of {cfg.data.min_len}-{cfg.data.max_len} tokens over "
+            f"{cfg.model.vocab_size - 3} symbols"
+        ),
+    )

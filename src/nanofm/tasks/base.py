@@ -1,0 +1,19 @@
+"""What a task hands the Trainer and the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from torch import nn
+
+
+@dataclass
+class TaskParts:
+    model: nn.Module
+    train_data: Sequence[Any]
+    eval_data: Sequence[Any] | None
+    collate: Callable[[list[Any]], dict[str, Any]]
+    compute_metrics: Callable[[nn.Module, Sequence[Any]], dict[str, float]] | None = None  # task metrics
+    report: Callable[[nn.Module, Sequence[Any], dict[str, float]], str] | None = None  # what `train` prints at the end
+    describe: str = ""  # one line about the task, printed before training

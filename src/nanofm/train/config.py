@@ -1,0 +1,62 @@
+"""TrainConfig: everything the model-agnostic Trainer needs to know, and nothing about the model."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000  # optimizer steps (replaced by what fits when `budget` is set)
+    budget: str | None = None  # wall-clock budget like "20m", "90s", "1h30m": the schedule ends when it is spent
+    batch_size: int = 64  # examples per optimizer step, over all processes and micro-batches
+    micro_batch_size: int | None = None  # examples per forward pass per process; None = batch_size / world size
+    lr: float = 1e-3  # peak learning rate
+    min_lr_ratio: float = 0.0  # the decay ends at lr * min_lr_ratio
+    warmup_steps: int = 100  # linear warm-up from 0 to lr
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"  # decay after warm-up
+    weight_decay: float = 0.01  # AdamW decay; never applied to biases, norms or embeddings' padding
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    eps: float = 1e-8  # AdamW epsilon
+    grad_clip: float = 1.0  # clip the global gradient norm to this; 0 disables
+    eval_every: int = 0  # evaluate every N steps (0: only at the end)
+    save_every: int = 0  # checkpoint every N steps (0: only at the end)
+    keep_last: int = 2  # complete checkpoints kept (the best one is always kept too)
+    best_metric: str | None = "eval/loss"  # metric that picks the best checkpoint; None disables
+    best_mode: Literal["min", "max"] = "min"  # whether lower or higher best_metric is better
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    max_bad_steps: int = 5  # stop after this many consecutive steps with a non-finite loss or gradient
+    log_every: int = 10  # steps between progress-bar and metrics-file updates
+    seed: int = 0  # data order, dropout and initialisation
+    device: str = "auto"  # auto: CUDA when available (the LOCAL_RANK-th GPU), else CPU
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.micro_batch_size is not None and (self.micro_batch_size < 1 or self.batch_size % self.micro_batch_size):
+            raise ValueError(f"batch_size={self.batch_size} must be a multiple of micro_batch_size={self.micro_batch_size}")
+        if min(self.warmup_steps, self.eval_every, self.save_every, self.log_every - 1, self.keep_last - 1) < 0:
+            raise ValueError("warmup_steps, eval_every, save_every must be >= 0; log_every, keep_last >= 1")
+        if self.budget is not None:
+            parse_duration(self.budget)
+
+    def budget_seconds(self) -> float | None:
+        return None if self.budget is None else parse_duration(self.budget)
+
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """'20m' -> 1200.0; also '90s', '90', '1h30m', '1.5h'."""
+    m = _DURATION.match(str(text))
+    if not m or not any(m.groups()):
+        raise ValueError(f"cannot read duration {text!r}; write it like 90s, 20m or 1h30m")
+    h, mins, s = (float(g) if g else 0.0 for g in m.groups())
+    seconds = 3600 * h + 60 * mins + s
+    if seconds <= 0:
+        raise ValueError(f"duration {text!r} must be positive")
+    return seconds

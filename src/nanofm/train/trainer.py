@@ -1,0 +1,450 @@
+"""The Trainer: one loop for every model. It calls `model(**batch)` and reads `.loss` (and, if present,
+`.n_targets`, the number of real tokens the loss averages over); it knows nothing else about the model.
+
+    trainer = Trainer(model, train_data, TrainConfig(steps=400), eval_data=..., collate=..., run_dir="runs/x")
+    trainer.fit()
+
+Gradient accumulation sums token-weighted losses over the micro-batches of a step (and over processes)
+and divides by the total number of real tokens, so k micro-batches equal one batch k times larger.
+Resuming restores weights, optimizer, step counters, RNG states, the data position and any partially
+accumulated gradients: a resumed run is bit-identical to an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import random
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from nanofm import __version__
+from nanofm.data import pad_collate
+
+from . import checkpoint as ckpt_io
+from . import distributed as dist
+from .config import TrainConfig
+from .evaluate import Collate, MetricsFn, autocast, evaluate_model, loss_weight, to_device
+from .optim import build_optimizer, lr_at
+from .sampler import StepSampler
+from .tracking import MetricsLog, read_metrics
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite losses, a run folder in the way, a mismatched checkpoint)."""
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data: Sequence[Any],
+        cfg: TrainConfig,
+        *,
+        eval_data: Sequence[Any] | None = None,
+        collate: Collate = pad_collate,
+        compute_metrics: MetricsFn | None = None,
+        run_dir: str | Path | None = None,
+        config_yaml: str = "",
+        resume: str | None = None,
+        progress: bool = True,
+    ):
+        self.cfg, self.train_data, self.eval_data = cfg, train_data, eval_data
+        self.collate, self.compute_metrics, self.config_yaml = collate, compute_metrics, config_yaml
+        self.dist = dist.setup(cfg.device)
+        self.device = self.dist.device
+        self.model = model.to(self.device)
+        self.ddp = (
+            nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            if self.dist.enabled
+            else self.model
+        )
+        micro = cfg.micro_batch_size or cfg.batch_size // self.dist.world_size
+        self.sampler = StepSampler(len(train_data), cfg.batch_size, micro, self.dist.world_size, self.dist.rank, cfg.seed)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.ckpt_root = self.run_dir / "checkpoints" if self.run_dir else None
+        self.progress = progress and self.dist.is_main
+
+        # the state a checkpoint holds
+        self.step = 0  # optimizer steps done (skipped non-finite steps included)
+        self.micro = 0  # micro-batches of the current step already accumulated
+        self.total_steps: int | None = None if cfg.budget else cfg.steps
+        self.skipped_steps = 0
+        self.consecutive_bad = 0
+        self.best: dict[str, Any] = {"metric": cfg.best_metric, "value": None, "checkpoint": None}
+        self.window = [0.0, 0.0]  # loss * weight, weight of the micro-batches accumulated so far
+        self.elapsed = 0.0  # training seconds before this process (resumed runs)
+        self.last_metrics: dict[str, float] = {}
+
+        self.stopped = False
+        self._rate_unit = "samples_per_s"
+        self._last_saved: tuple[int, int] | None = None
+        self._seed_everything(cfg.seed + self.dist.rank)
+        self.precision = self._choose_precision(cfg.precision)
+        self.resumed_from = self._resolve_resume(resume)
+        if self.resumed_from is not None:
+            self._load(self.resumed_from)
+        self.log: MetricsLog | None = None
+        if self.dist.is_main and self.run_dir is not None:
+            import matplotlib.figure  # noqa: F401  (imported now, so that the end-of-run plot costs no budget)
+
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(config_yaml)
+            self.log = MetricsLog(self.run_dir, resume_step=self.step if self.resumed_from else None)
+        self._stop_signal: str | None = None
+
+    # ------------------------------------------------------------------ set-up
+
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _resolve_resume(self, resume: str | None) -> Path | None:
+        root = self.ckpt_root
+        if resume is None:
+            if root is not None and _has_checkpoints(root):
+                raise TrainingError(f"{self.run_dir} already holds checkpoints: resume with --resume auto, or train into a new --out folder")
+            return None
+        if resume == "auto":
+            return ckpt_io.find_resumable(root) if root is not None else None
+        path = Path(resume)
+        ckpt_io.verify(path)
+        return path
+
+    def _choose_precision(self, asked: str) -> str:
+        """fp32 on CPU unless bf16 is asked for and measured faster here; bf16 autocast on CUDA."""
+        if self.device.type == "cuda":
+            return "fp32" if asked == "fp32" or not torch.cuda.is_bf16_supported() else "bf16"
+        if asked != "bf16":
+            return "fp32"
+        t32, t16 = (self._time_step(p) for p in ("fp32", "bf16"))
+        chosen = "bf16" if t16 < t32 else "fp32"
+        if self.dist.is_main:
+            tqdm.write(f"precision: bf16 {t16 * 1e3:.1f} ms vs fp32 {t32 * 1e3:.1f} ms per micro-batch on this CPU: using {chosen}")
+        return chosen
+
+    def _time_step(self, precision: str, repeats: int = 3) -> float:
+        """Median seconds of a forward + backward on the first micro-batch; leaves RNG and gradients as found."""
+        rng = torch.get_rng_state()
+        batch = to_device(self.collate([self.train_data[i] for i in self.sampler.micro_batches(0)[0]]), self.device)
+        times = []
+        for _ in range(repeats + 1):
+            t = time.perf_counter()
+            with autocast(self.device, precision):
+                loss = self.model(**batch).loss
+            loss.backward()
+            times.append(time.perf_counter() - t)
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.set_rng_state(rng)
+        return float(np.median(times[1:]))
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, stop_after_micro_batches: int | None = None) -> dict[str, float]:
+        """Train to the end of the schedule (or until stopped). `stop_after_micro_batches` stops and
+        checkpoints after that many micro-batches of this call, as an interruption would."""
+        cfg, accum = self.cfg, self.sampler.accum
+        start = time.perf_counter() - self.elapsed
+        budget = cfg.budget_seconds()
+        measure_from, measure_steps = None, min(max(cfg.warmup_steps, 3), 20)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
+        handlers = self._install_signal_handlers()
+        done_micro, since_log = 0, {"loss": 0.0, "weight": 0.0, "steps": 0, "t": time.perf_counter()}
+        stopped = False
+        try:
+            while self.total_steps is None or self.step < self.total_steps:
+                micro_batches = self.sampler.micro_batches(self.step)
+                for m in range(self.micro, accum):
+                    self._accumulate(micro_batches[m], sync=m == accum - 1)
+                    self.micro, done_micro = m + 1, done_micro + 1
+                    mid_window = m < accum - 1
+                    if mid_window and not self.dist.enabled and self._should_stop(done_micro, stop_after_micro_batches):
+                        self._save(time.perf_counter() - start)
+                        return self._finish(bar, handlers, stopped=True)
+                loss, norm, weight = self._optimizer_step()
+                since_log["loss"] += loss * weight if math.isfinite(loss) else 0.0
+                since_log["weight"] += weight if math.isfinite(loss) else 0.0
+                since_log["steps"] += 1
+                bar.update(1)
+
+                if budget is not None and self.total_steps is None:
+                    if self.step == 1:
+                        measure_from = time.perf_counter()
+                    elif measure_from is not None and self.step >= 1 + measure_steps:
+                        self._fix_total_steps(budget, start, (time.perf_counter() - measure_from) / (self.step - 1))
+                        bar.total = self.total_steps
+                        bar.refresh()
+                if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                    self._log_train(since_log, norm, bar, time.perf_counter() - start)
+                    since_log = {"loss": 0.0, "weight": 0.0, "steps": 0, "t": time.perf_counter()}
+                at_end = self.step == self.total_steps
+                if self.eval_data is not None and cfg.eval_every and self.step % cfg.eval_every == 0 and not at_end:
+                    self._evaluate_and_track(time.perf_counter() - start)
+                if cfg.save_every and self.step % cfg.save_every == 0 and not at_end:
+                    self._save(time.perf_counter() - start)
+                if self._should_stop(done_micro, stop_after_micro_batches) and not at_end:
+                    self._save(time.perf_counter() - start)
+                    stopped = True
+                    break
+            if not stopped:
+                if self.eval_data is not None:
+                    self._evaluate_and_track(time.perf_counter() - start, save=False)
+                self._save(time.perf_counter() - start)
+        finally:
+            bar.close()
+        return self._finish(bar, handlers, stopped)
+
+    def _accumulate(self, indices: list[int], sync: bool) -> None:
+        batch = to_device(self.collate([self.train_data[i] for i in indices]), self.device)
+        no_sync = self.ddp.no_sync() if self.dist.enabled and not sync else nullcontext()
+        with no_sync:
+            with autocast(self.device, self.precision):
+                out = self.ddp(**batch)
+            w = loss_weight(out, batch)
+            self._rate_unit = "tokens_per_s" if getattr(out, "n_targets", None) is not None else "samples_per_s"
+            (out.loss.float() * w).backward()  # summed over real tokens; divided by the step's total later
+        self.window[0] += out.loss.detach().double().item() * w
+        self.window[1] += w
+
+    def _optimizer_step(self) -> tuple[float, float, float]:
+        """Normalise the accumulated gradient by the step's real tokens (all processes), clip, and step,
+        unless the loss or gradient is non-finite: then the step is skipped and counted."""
+        cfg = self.cfg
+        totals = dist.all_reduce_sum(torch.tensor(self.window, dtype=torch.float64, device=self.device))
+        loss_sum, weight = totals.tolist()
+        loss = loss_sum / weight if weight > 0 else float("nan")
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        scale = self.dist.world_size / weight if weight > 0 else 0.0  # DDP averaged over processes
+        torch._foreach_mul_([p.grad for p in params], scale)
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf")).item()
+        if math.isfinite(loss) and math.isfinite(norm):
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr_at(self.step, self.total_steps or 10**9, cfg)
+            self.optimizer.step()
+            self.consecutive_bad = 0
+        else:
+            self.skipped_steps += 1
+            self.consecutive_bad += 1
+            if self.dist.is_main:
+                tqdm.write(f"step {self.step + 1}: non-finite loss ({loss}) or gradient norm ({norm}); step skipped")
+            if self.consecutive_bad >= cfg.max_bad_steps:
+                raise TrainingError(
+                    f"step {self.step + 1}: non-finite loss or gradients for {self.consecutive_bad} consecutive steps; "
+                    "stopping (lower the learning rate, or check the data)"
+                )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.window = [0.0, 0.0]
+        self.micro = 0
+        self.step += 1
+        return loss, norm, weight
+
+    def _fix_total_steps(self, budget: float, start: float, t_step: float) -> None:
+        """Budget mode: with the measured step time, fix the number of steps so that the run, periodic
+        evaluations and checkpoints included, ends when the budget is spent."""
+        cfg = self.cfg
+        t_eval = 0.0
+        if self.eval_data is not None:
+            t0 = time.perf_counter()
+            self._evaluate_and_track(time.perf_counter() - start, save=False)
+            t_eval = time.perf_counter() - t0
+        n_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters()) * 3  # weights + AdamW moments
+        t_save = 0.05 + n_bytes / 200e6 if self.run_dir is not None else 0.0
+        remaining = budget - (time.perf_counter() - start) - t_eval - t_save - 0.3  # final eval, save, plot
+        per_step = t_step + (t_eval / cfg.eval_every if cfg.eval_every else 0) + (t_save / cfg.save_every if cfg.save_every else 0)
+        self.total_steps = self.step + max(0, int(remaining / per_step))
+        if self.dist.is_main:
+            tqdm.write(f"budget {cfg.budget}: {t_step * 1e3:.1f} ms per step -> {self.total_steps} steps in all")
+        self.total_steps = int(dist.broadcast_object(self.total_steps))
+
+    def _should_stop(self, done_micro: int, stop_after: int | None) -> bool:
+        stop = self._stop_signal is not None or (stop_after is not None and done_micro >= stop_after)
+        if self.dist.enabled:  # every process must agree, or the collectives hang
+            stop = bool(dist.all_reduce_sum(torch.tensor([float(stop)], device=self.device)).item())
+        return stop
+
+    # ------------------------------------------------------------------ evaluation, logging
+
+    def evaluate(self) -> dict[str, float]:
+        if self.eval_data is None:
+            return {}
+        micro = self.sampler.micro
+        return evaluate_model(
+            self.model, self.eval_data, self.collate, micro, self.device, self.precision, self.compute_metrics, self.dist
+        )
+
+    def _evaluate_and_track(self, elapsed: float, save: bool = True) -> None:
+        metrics = self.evaluate()
+        self.last_metrics = metrics
+        if self.log is not None:
+            self.log.log({"step": self.step, **metrics, "elapsed": round(elapsed, 3)})
+        if self.dist.is_main:
+            tqdm.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        name = self.cfg.best_metric
+        if name and name in metrics and math.isfinite(metrics[name]):
+            value, best = metrics[name], self.best["value"]
+            better = best is None or (value < best if self.cfg.best_mode == "min" else value > best)
+            if better:
+                self.best.update(value=value, checkpoint=ckpt_io.checkpoint_name(self.step))
+                if save:
+                    self._save(elapsed)
+
+    def _log_train(self, since: dict[str, float], norm: float, bar: tqdm, elapsed: float) -> None:
+        seconds = max(time.perf_counter() - since["t"], 1e-9)
+        loss = since["loss"] / since["weight"] if since["weight"] else float("nan")
+        rate = since["weight"] / seconds
+        lr = self.optimizer.param_groups[0]["lr"]
+        unit = self._rate_unit
+        bar.set_postfix({"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", unit.replace("_per_s", "/s"): f"{rate:,.0f}"}, refresh=False)
+        if self.log is not None:
+            self.log.log(
+                {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, unit: rate,
+                 "skipped_steps": self.skipped_steps, "elapsed": round(elapsed, 3)}
+            )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _state(self, elapsed: float) -> dict[str, Any]:
+        epoch, in_epoch = self.sampler.position(self.step)
+        return {
+            "step": self.step,
+            "micro": self.micro,
+            "epoch": epoch,
+            "step_in_epoch": in_epoch,
+            "total_steps": self.total_steps,
+            "world_size": self.dist.world_size,
+            "batch_size": self.cfg.batch_size,
+            "micro_batch_size": self.sampler.micro,
+            "skipped_steps": self.skipped_steps,
+            "consecutive_bad": self.consecutive_bad,
+            "best": self.best,
+            "window": self.window,
+            "elapsed_seconds": elapsed,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "schedule": {"kind": self.cfg.schedule, "warmup_steps": self.cfg.warmup_steps, "peak_lr": self.cfg.lr},
+            "rng": dist.all_gather_object(_rng_state()),  # one per process
+            "metrics": self.last_metrics,
+            "nanofm_version": __version__,
+        }
+
+    def _save(self, elapsed: float) -> Path | None:
+        """Checkpoint now (rank 0 writes); every process returns once it is complete."""
+        if self._last_saved == (self.step, self.micro):  # e.g. a new best at a save_every step
+            return None
+        self._last_saved = (self.step, self.micro)
+        state = self._state(elapsed)  # a collective: every process takes part
+        path = self._write(state) if self.dist.is_main and self.ckpt_root is not None else None
+        dist.barrier()
+        return path
+
+    def _write(self, state: dict[str, Any]) -> Path:
+        accum = None
+        if self.micro:
+            accum = {n: p.grad for n, p in self.model.named_parameters() if p.grad is not None}
+        name = ckpt_io.checkpoint_name(self.step, self.micro)
+        path = ckpt_io.save_checkpoint(self.ckpt_root, name, self.model, self.optimizer, state, self.config_yaml, accum)
+        ckpt_io.set_pointer(self.ckpt_root, "latest", name)
+        if self.best["checkpoint"] == name:
+            ckpt_io.set_pointer(self.ckpt_root, "best", name)
+        protect = {name, ckpt_io.read_pointer(self.ckpt_root, "best") or ""}
+        ckpt_io.prune(self.ckpt_root, self.cfg.keep_last, protect)
+        return path
+
+    def _load(self, path: Path) -> None:
+        import json
+
+        ckpt_io.verify(path)
+        state = json.loads((path / "trainer_state.json").read_text())
+        for key, ours in (("world_size", self.dist.world_size), ("batch_size", self.cfg.batch_size)):
+            if state[key] != ours:
+                raise TrainingError(f"{path}: saved with {key}={state[key]}, this run has {ours}; resume with the same")
+        ckpt_io.load_model_weights(self.model, path / "model.safetensors")
+        ckpt_io.load_optimizer(self.optimizer, path)
+        if state["micro"]:
+            grads = ckpt_io.read_state_dict(path / "accum.safetensors")
+            for name, p in self.model.named_parameters():
+                if name in grads:
+                    p.grad = grads[name].to(self.device)
+        self.step, self.micro, self.total_steps = state["step"], state["micro"], state["total_steps"]
+        self.skipped_steps, self.consecutive_bad = state["skipped_steps"], state["consecutive_bad"]
+        self.best, self.window, self.elapsed = state["best"], state["window"], state["elapsed_seconds"]
+        self.last_metrics = state.get("metrics", {})
+        self._last_saved = (self.step, self.micro)  # this very checkpoint: never rewrite it
+        _set_rng_state(state["rng"][self.dist.rank])
+        if self.dist.is_main:
+            tqdm.write(f"resumed from {path} (step {self.step}" + (f", micro-batch {self.micro})" if self.micro else ")"))
+
+    # ------------------------------------------------------------------ end
+
+    def _install_signal_handlers(self) -> dict:
+        """SIGTERM / SIGINT: finish the current micro-batch (step, under DDP), checkpoint, and stop."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # a second signal: stop now
+                raise KeyboardInterrupt
+            self._stop_signal = signal.Signals(signum).name
+
+        return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def _finish(self, bar: tqdm, handlers: dict, stopped: bool) -> dict[str, float]:
+        bar.close()
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        if self._stop_signal and self.dist.is_main:
+            tqdm.write(f"stopped by {self._stop_signal} at step {self.step}; resume with --resume auto")
+        self.stopped = stopped
+        if self.log is not None:
+            self.log.close()
+            if not stopped:
+                try:
+                    from nanofm.viz import plot_loss_curve
+
+                    plot_loss_curve(read_metrics(self.log.path), self.run_dir / "loss_curve.png", title=self.run_dir.name)
+                except ImportError:  # matplotlib missing: the metrics file still has everything
+                    pass
+        return self.last_metrics
+
+
+def _has_checkpoints(root: Path) -> bool:
+    return root.is_dir() and any(p.name.startswith(ckpt_io.PREFIX) for p in root.iterdir())
+
+
+def _rng_state() -> dict[str, Any]:
+    def b64(t: torch.Tensor) -> str:
+        return base64.b64encode(t.cpu().numpy().tobytes()).decode()
+
+    np_state = np.random.get_state()
+    state = {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "torch": b64(torch.get_rng_state()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = b64(torch.cuda.get_rng_state())
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    def tensor(s: str) -> torch.Tensor:
+        return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8)
+
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensor(state["torch"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensor(state["cuda"]))

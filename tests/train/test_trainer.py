@@ -1,0 +1,158 @@
+import json
+import time
+
+import pytest
+import torch
+
+from nanofm.models import ModelOutput
+from nanofm.train import TrainingError
+from nanofm.train.optim import lr_at, param_groups
+from nanofm.train.tracking import read_metrics
+from tests.train.common import make_trainer, optimizer_tensors, tiny_config, weights, without_key_bias
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def _record_grads(trainer) -> list[dict[str, torch.Tensor]]:
+    """Capture the gradient each optimizer step applies (after normalisation and clipping)."""
+    seen, step = [], trainer.optimizer.step
+
+    def recording_step(*a, **kw):
+        seen.append({n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
+        return step(*a, **kw)
+
+    trainer.optimizer.step = recording_step
+    return seen
+
+
+def test_accumulation_equals_one_big_batch():
+    """4 micro-batches of uneven real-token counts (padding) give the same step as one batch of 16."""
+    big = make_trainer(tiny_config(steps=3, batch_size=16))
+    small = make_trainer(tiny_config(steps=3, batch_size=16, micro_batch_size=4))
+    assert small.sampler.accum == 4 and _max_diff(weights(big), weights(small)) == 0
+    counts = [sum(len(small.train_data[i]["targets"]) for i in mb) for mb in small.sampler.micro_batches(0)]
+    assert len(set(counts)) > 1  # the micro-batches really hold different numbers of real tokens
+    grads_big, grads_small = _record_grads(big), _record_grads(small)
+    big.fit(), small.fit()
+    for g_big, g_small in zip(grads_big, grads_small, strict=True):
+        assert _max_diff(g_big, g_small) <= 1e-6
+    assert _max_diff(without_key_bias(weights(big)), without_key_bias(weights(small))) <= 1e-6
+
+
+def _losses(run_dir) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in read_metrics(run_dir / "metrics.jsonl") if "loss" in r]
+
+
+@pytest.mark.parametrize(
+    "stop_after, expect",
+    [(10, "step-000002.micro-2"), (20, "step-000005")],  # inside a window; at a step boundary mid-epoch 2
+)
+def test_resume_is_bit_identical(tmp_path, stop_after, expect):
+    cfg = tiny_config(dropout=0.1, steps=8, batch_size=16, micro_batch_size=4)  # dropout: RNG state matters
+    straight = make_trainer(cfg, tmp_path / "a")
+    straight.fit()
+
+    first = make_trainer(cfg, tmp_path / "b")
+    assert first.sampler.steps_per_epoch == 4
+    first.fit(stop_after_micro_batches=stop_after)
+    assert first.stopped and (tmp_path / "b/checkpoints" / expect).is_dir()
+    assert (tmp_path / "b/checkpoints/latest").read_text().strip() == expect
+    resumed = make_trainer(cfg, tmp_path / "b", resume="auto")
+    assert resumed.resumed_from.name == expect
+    resumed.fit()
+
+    assert resumed.step == straight.step == 8
+    for k, v in weights(straight).items():
+        assert torch.equal(v, weights(resumed)[k]), k
+    for k, v in optimizer_tensors(straight).items():
+        assert torch.equal(v, optimizer_tensors(resumed)[k]), k
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")  # every per-step loss, bit for bit
+    assert [s for s, _ in _losses(tmp_path / "b")] == list(range(1, 9))
+
+
+def test_non_finite_loss_skips_the_step():
+    class NaNAt(torch.nn.Module):
+        def __init__(self, model, bad_calls):
+            super().__init__()
+            self.model, self.bad_calls, self.calls = model, bad_calls, 0
+
+        def forward(self, **batch):
+            out = self.model(**batch)
+            self.calls += 1
+            if self.calls in self.bad_calls:
+                out = ModelOutput(loss=out.loss * float("nan"), logits=out.logits, n_targets=out.n_targets)
+            return out
+
+    cfg = tiny_config(steps=4)
+    trainer = make_trainer(cfg, model=NaNAt(make_trainer(cfg).model, bad_calls={2}))
+    trainer._accumulate(trainer.sampler.micro_batches(0)[0], sync=True)
+    trainer._optimizer_step()
+    before_w, before_opt = weights(trainer), optimizer_tensors(trainer)
+    trainer._accumulate(trainer.sampler.micro_batches(1)[0], sync=True)
+    loss, norm, _ = trainer._optimizer_step()
+    assert loss != loss and trainer.skipped_steps == 1 and trainer.step == 2
+    for k, v in before_w.items():
+        assert torch.equal(v, weights(trainer)[k]), k
+    for k, v in before_opt.items():
+        assert torch.equal(v, optimizer_tensors(trainer)[k]), k
+    trainer.fit()  # the rest trains normally
+    assert trainer.skipped_steps == 1 and trainer.consecutive_bad == 0
+
+    always = make_trainer(tiny_config(steps=10, max_bad_steps=3), model=NaNAt(make_trainer(cfg).model, set(range(100))))
+    with pytest.raises(TrainingError, match="step 3: non-finite loss or gradients for 3 consecutive steps"):
+        always.fit()
+
+
+def test_budget_ends_on_time(tmp_path):
+    budget = 6.0
+    trainer = make_trainer(tiny_config(steps=1, budget=f"{budget:g}s", warmup_steps=5, batch_size=16), tmp_path / "run")
+    t = time.perf_counter()
+    trainer.fit()
+    took = time.perf_counter() - t
+    assert abs(took - budget) <= 0.1 * budget, took
+    assert trainer.total_steps > 20 and trainer.step == trainer.total_steps
+    state = json.loads((tmp_path / "run/checkpoints" / f"step-{trainer.step:06d}/trainer_state.json").read_text())
+    assert state["total_steps"] == trainer.step
+
+
+def test_schedule_and_weight_decay_groups():
+    cfg = tiny_config(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1).train
+    assert lr_at(0, 100, cfg) == pytest.approx(0.1) and lr_at(9, 100, cfg) == pytest.approx(1.0)
+    assert lr_at(10, 100, cfg) == pytest.approx(1.0) and lr_at(100, 100, cfg) == pytest.approx(0.1)
+    assert lr_at(55, 100, cfg) == pytest.approx(0.55)  # cosine half-way
+    cfg.schedule = "linear"
+    assert lr_at(55, 100, cfg) == pytest.approx(0.55)
+    model = make_trainer(tiny_config()).model
+    decay, no_decay = param_groups(model, 0.1)
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert any("norm" in names[id(p)] for p in no_decay["params"]) and any(names[id(p)].endswith("bias") for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_run_folder_outputs(tmp_path):
+    cfg = tiny_config(steps=6, eval_every=2, save_every=2, keep_last=1, best_metric="eval/loss")
+    trainer = make_trainer(cfg, tmp_path / "run", eval_data=make_trainer(cfg).train_data)
+    trainer.fit()
+    run = tmp_path / "run"
+    records = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records if "eval/loss" in r] == [2, 4, 6]
+    assert all("tokens_per_s" in r for r in records if "loss" in r)
+    assert (run / "loss_curve.png").stat().st_size > 1000 and (run / "config.yaml").read_text().startswith("task: copy")
+    assert list((run / "tensorboard").glob("events.*"))
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    best = (run / "checkpoints/best").read_text().strip()
+    assert "step-000006" in ckpts and best in ckpts and len([c for c in ckpts if c.startswith("step-")]) <= 2
+    with pytest.raises(TrainingError, match="already holds checkpoints"):
+        make_trainer(cfg, run)
+
+
+def test_bf16_on_cpu_only_when_measured_faster(capsys):
+    trainer = make_trainer(tiny_config(precision="bf16"))
+    out = capsys.readouterr().out
+    assert "precision: bf16" in out and f"using {trainer.precision}" in out
+    assert make_trainer(tiny_config()).precision == "fp32"
