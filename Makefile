@@ -20,6 +20,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/attention_speed.py
+	$(BIN)/python bench/checkpoint_speed.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -30,7 +30,7 @@ def test_train_info_evaluate(capsys, tmp_path):
     run = tmp_path / "run"
     assert main(["train", str(cfg), "data.max_len=6", "--out", str(run), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "6 steps of 8 examples" in out and "held-out accuracy on 4 sequences" in out and "done: 6 steps" in out
+    assert "6 steps, batch 8" in out and "held-out accuracy on 4 sequences" in out and "done: 6 steps" in out
     assert (run / "loss_curve.png").stat().st_size > 0 and (run / "checkpoints" / "step-000006").is_dir()
     assert main(["info", str(run)]) == 0
     out = capsys.readouterr().out

@@ -60,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     t = cfg.train
     if info.is_main:
         steps = f"budget {t.budget}" if t.budget else f"{t.steps} steps"
-        print(f"{parts.describe}\nmodel: {_count(parts.model)} parameters | {steps} of {t.batch_size} examples "
+        print(f"{parts.describe}\nmodel: {_count(parts.model)} parameters | {steps}, batch {t.batch_size} "
               f"| {info.world_size} process(es) on {info.device} | run folder {run_dir}")
     trainer = Trainer(
         parts.model, parts.train_data, t, eval_data=parts.eval_data, collate=parts.collate,
@@ -148,6 +148,8 @@ def cmd_info(args: argparse.Namespace) -> None:
             state = json.loads((p / "trainer_state.json").read_text())
             marks = [m for m, n in (("latest", latest), ("best", best)) if n == p.name]
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in state.get("metrics", {}).items())
+            if metrics and state.get("metrics_step") != state["step"]:
+                metrics = f"(eval at step {state['metrics_step']}: {metrics})"
             print(f"  {p.name}  step {state['step']}/{state['total_steps']}  {metrics}  {' '.join(marks)}".rstrip())
         except ckpt_io.CheckpointError as e:
             print(f"  {p.name}  BROKEN: {e}")

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,23 @@ def test_checkpoint_contents(tmp_path):
     wrong.lm_head = torch.nn.Linear(32, 7, bias=False)
     with pytest.raises(CheckpointError, match="does not match the model"):
         load_model_weights(wrong, ckpt / "model.safetensors")
+
+
+def test_sigterm_checkpoints_and_stops_cleanly(tmp_path):
+    cfg = tmp_path / "copy.yaml"
+    cfg.write_text("task: copy\ntrain:\n  steps: 100000\n  batch_size: 8\n  log_every: 1\nmodel:\n  d_model: 32\n")
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "nanofm", "train", str(cfg), "--out", str(run), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 5):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM" in out
+    latest = (run / "checkpoints/latest").read_text().strip()
+    verify(run / "checkpoints" / latest)
+    last_logged = json.loads(metrics.read_text().splitlines()[-1])["step"]
+    assert latest == f"step-{last_logged:06d}"

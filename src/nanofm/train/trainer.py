@@ -85,6 +85,7 @@ class Trainer:
         self.window = [0.0, 0.0]  # loss * weight, weight of the micro-batches accumulated so far
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         self.last_metrics: dict[str, float] = {}
+        self.last_metrics_step: int | None = None
 
         self.stopped = False
         self._rate_unit = "samples_per_s"
@@ -286,7 +287,7 @@ class Trainer:
 
     def _evaluate_and_track(self, elapsed: float, save: bool = True) -> None:
         metrics = self.evaluate()
-        self.last_metrics = metrics
+        self.last_metrics, self.last_metrics_step = metrics, self.step
         if self.log is not None:
             self.log.log({"step": self.step, **metrics, "elapsed": round(elapsed, 3)})
         if self.dist.is_main:
@@ -334,7 +335,8 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "schedule": {"kind": self.cfg.schedule, "warmup_steps": self.cfg.warmup_steps, "peak_lr": self.cfg.lr},
             "rng": dist.all_gather_object(_rng_state()),  # one per process
-            "metrics": self.last_metrics,
+            "metrics": self.last_metrics,  # the latest evaluation, made at step metrics_step
+            "metrics_step": self.last_metrics_step,
             "nanofm_version": __version__,
         }
 
@@ -379,7 +381,7 @@ class Trainer:
         self.step, self.micro, self.total_steps = state["step"], state["micro"], state["total_steps"]
         self.skipped_steps, self.consecutive_bad = state["skipped_steps"], state["consecutive_bad"]
         self.best, self.window, self.elapsed = state["best"], state["window"], state["elapsed_seconds"]
-        self.last_metrics = state.get("metrics", {})
+        self.last_metrics, self.last_metrics_step = state.get("metrics", {}), state.get("metrics_step")
         self._last_saved = (self.step, self.micro)  # this very checkpoint: never rewrite it
         _set_rng_state(state["rng"][self.dist.rank])
         if self.dist.is_main:
