@@ -118,6 +118,17 @@ def test_budget_ends_on_time(tmp_path):
     assert state["total_steps"] == trainer.step
 
 
+def test_budget_run_resumed_before_its_length_was_fixed(tmp_path):
+    cfg = tiny_config(steps=1, budget="3s", warmup_steps=5)
+    first = make_trainer(cfg, tmp_path / "run")
+    first.fit(stop_after_micro_batches=2)
+    assert first.total_steps is None and first.step == 2
+    resumed = make_trainer(cfg, tmp_path / "run", resume="auto")
+    t = time.perf_counter()
+    resumed.fit()
+    assert time.perf_counter() - t < 4.0 and resumed.step == resumed.total_steps > 10
+
+
 def test_schedule_and_weight_decay_groups():
     cfg = tiny_config(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1).train
     assert lr_at(0, 100, cfg) == pytest.approx(0.1) and lr_at(9, 100, cfg) == pytest.approx(1.0)

@@ -131,7 +131,7 @@ class Trainer:
         if asked != "bf16":
             return "fp32"
         t32, t16 = (self._time_step(p) for p in ("fp32", "bf16"))
-        chosen = "bf16" if t16 < t32 else "fp32"
+        chosen = dist.broadcast_object("bf16" if t16 < t32 else "fp32")  # rank 0 decides for all
         if self.dist.is_main:
             tqdm.write(f"precision: bf16 {t16 * 1e3:.1f} ms vs fp32 {t32 * 1e3:.1f} ms per micro-batch on this CPU: using {chosen}")
         return chosen
@@ -159,10 +159,10 @@ class Trainer:
         cfg, accum = self.cfg, self.sampler.accum
         start = time.perf_counter() - self.elapsed
         budget = cfg.budget_seconds()
-        measure_from, measure_steps = None, min(max(cfg.warmup_steps, 3), 20)
+        first_step, measure_from, measure_steps = self.step, None, min(max(cfg.warmup_steps, 3), 20)
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         handlers = self._install_signal_handlers()
-        done_micro, since_log = 0, {"loss": 0.0, "weight": 0.0, "steps": 0, "t": time.perf_counter()}
+        done_micro, since_log = 0, {"loss": 0.0, "weight": 0.0, "t": time.perf_counter()}
         stopped = False
         try:
             while self.total_steps is None or self.step < self.total_steps:
@@ -177,19 +177,19 @@ class Trainer:
                 loss, norm, weight = self._optimizer_step()
                 since_log["loss"] += loss * weight if math.isfinite(loss) else 0.0
                 since_log["weight"] += weight if math.isfinite(loss) else 0.0
-                since_log["steps"] += 1
                 bar.update(1)
 
-                if budget is not None and self.total_steps is None:
-                    if self.step == 1:
+                if budget is not None and self.total_steps is None:  # time steps after the first (slower) one
+                    if self.step == first_step + 1:
                         measure_from = time.perf_counter()
-                    elif measure_from is not None and self.step >= 1 + measure_steps:
-                        self._fix_total_steps(budget, start, (time.perf_counter() - measure_from) / (self.step - 1))
+                    elif measure_from is not None and self.step >= first_step + 1 + measure_steps:
+                        t_step = (time.perf_counter() - measure_from) / (self.step - first_step - 1)
+                        self._fix_total_steps(budget, start, t_step)
                         bar.total = self.total_steps
                         bar.refresh()
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     self._log_train(since_log, norm, bar, time.perf_counter() - start)
-                    since_log = {"loss": 0.0, "weight": 0.0, "steps": 0, "t": time.perf_counter()}
+                    since_log = {"loss": 0.0, "weight": 0.0, "t": time.perf_counter()}
                 at_end = self.step == self.total_steps
                 if self.eval_data is not None and cfg.eval_every and self.step % cfg.eval_every == 0 and not at_end:
                     self._evaluate_and_track(time.perf_counter() - start)
