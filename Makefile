@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench bench-translation data-translation clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/attention_speed.py
 	$(BIN)/python bench/checkpoint_speed.py
+	$(BIN)/python bench/decode_cache.py
+
+data-translation: $(STAMP)
+	$(BIN)/nanofm data prepare translation --pair es-en --out data/translation-es-en
+
+# the RNN baseline against the Transformer, 20 minutes of training each (about 45 minutes in all)
+bench-translation: data-translation
+	$(BIN)/nanofm compare translation --budget $(or $(BUDGET),20m) --data data/translation-es-en
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

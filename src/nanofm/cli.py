@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -67,6 +68,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         compute_metrics=parts.compute_metrics, run_dir=run_dir, config_yaml=to_yaml(cfg),
         resume=args.resume, progress=not args.no_progress,
     )
+    if info.is_main:
+        for name, src in parts.files.items():  # e.g. the tokenizer, beside the model
+            shutil.copyfile(src, run_dir / name)
     metrics = trainer.fit()
     if info.is_main:
         if trainer.stopped:
@@ -80,29 +84,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     distributed.cleanup()
 
 
-def _pick_checkpoint(run_dir: Path, which: str) -> Path:
-    from nanofm.train import checkpoint as ckpt_io
-
-    root = run_dir / "checkpoints"
-    if which in ("best", "latest"):
-        name = ckpt_io.read_pointer(root, which) or (ckpt_io.read_pointer(root, "latest") if which == "best" else None)
-        path = root / name if name else ckpt_io.find_resumable(root)
-        if path is None:
-            raise ConfigError(f"{root}: no complete checkpoint")
-    else:
-        path = Path(which)
-    ckpt_io.verify(path)
-    return path
-
-
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from nanofm.tasks import build_task, load_task_config
     from nanofm.train import evaluate_model, load_model_weights
+    from nanofm.train.checkpoint import pick_checkpoint
     from nanofm.train.distributed import setup
 
     run_dir = Path(args.run_dir)
     cfg = load_task_config(_run_config(run_dir))
-    ckpt = _pick_checkpoint(run_dir, args.checkpoint)
+    ckpt = pick_checkpoint(run_dir, args.checkpoint)
     parts = build_task(cfg)
     if parts.eval_data is None:
         raise ConfigError(f"{run_dir}: task {cfg.task!r} has no evaluation data")
@@ -168,6 +158,47 @@ def cmd_info(args: argparse.Namespace) -> None:
         print("  (no checkpoints or metrics yet)")
 
 
+def cmd_translate(args: argparse.Namespace) -> None:
+    from nanofm.tasks.translation import Translator
+
+    translator = Translator.load(args.run_dir, args.checkpoint)
+    if args.text:
+        lines = args.text
+    elif args.file:
+        lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+    else:
+        lines = sys.stdin.read().splitlines()
+    outputs = translator.translate(lines, beam=args.beam, alpha=args.alpha)
+    for out in outputs:
+        print(out)
+    if args.show_attention:
+        from nanofm.viz import plot_attention
+
+        first = next((i for i, line in enumerate(lines) if line.strip()), None)
+        if first is None:
+            raise ConfigError("--show-attention needs a non-empty line to translate")
+        src, tgt, maps = translator.attention(lines[first], outputs[first])
+        plot_attention(src, tgt, maps, args.show_attention, title=f"{lines[first]}  ->  {outputs[first]}")
+        kind = "cross-attention heads of the last decoder layer" if maps.size(1) > 1 else "attention"
+        print(f"{kind} written to {args.show_attention}", file=sys.stderr)
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> None:
+    from nanofm.data.translation import prepare_translation
+
+    out = Path(args.out or f"data/translation-{args.pair}")
+    meta = prepare_translation(args.pair, out, args.cache)
+    counts = ", ".join(f"{split} {meta['splits'][split]}" for split in ("train", "valid", "test"))
+    print(f"wrote {out}/train.tsv, valid.tsv, test.tsv ({counts} pairs) and meta.json")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from nanofm.tasks.compare import compare_translation
+
+    compare_translation(args.budget, args.data, Path(args.out), args.rnn_config, args.transformer_config,
+                        beam=args.beam, progress=not args.no_progress)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nanofm",
@@ -211,6 +242,52 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show a run's config, checkpoints and last metrics")
     p.add_argument("run_dir", help="a run folder written by `nanofm train`")
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser(
+        "translate",
+        help="translate text with a trained translation run",
+        description="Translate the given text, each line of --file, or each line of standard input. Empty lines "
+        "give empty lines; a line longer than the model's max_len is truncated (with a warning); characters the "
+        "tokenizer never saw become [UNK] and show as ⁇.",
+    )
+    p.add_argument("run_dir", help="a run folder of translate-rnn or translate-transformer")
+    p.add_argument("text", nargs="*", help="text to translate (default: read lines from --file or stdin)")
+    p.add_argument("--file", help="translate each line of this UTF-8 file")
+    p.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy; default 4)")
+    p.add_argument("--alpha", type=float, default=None, help="length-penalty exponent (default: the run's data.length_penalty)")
+    p.add_argument("--checkpoint", default="best", help="best, latest, or a checkpoint folder (default: best)")
+    p.add_argument("--show-attention", metavar="OUT.png",
+                   help="draw the attention of the first line (RNN attention, or the Transformer's cross-attention heads)")
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("data", help="prepare real datasets from Debian packages")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    prep = data_sub.add_parser("prepare", help="build a dataset")
+    prep_sub = prep.add_subparsers(dest="dataset", metavar="DATASET", required=True)
+    q = prep_sub.add_parser(
+        "translation",
+        help="sentence pairs from LibreOffice help (aligned by paragraph id) and the Bible (aligned by verse)",
+        description="Fetch the Debian packages (apt-get download), align, deduplicate, length-filter and split "
+        "(valid and test held out by whole help page and Bible book), writing train/valid/test.tsv.",
+    )
+    q.add_argument("--pair", choices=["es-en", "fr-en"], default="es-en", help="source-target languages (default es-en)")
+    q.add_argument("--out", help="output folder (default: data/translation-PAIR)")
+    q.add_argument("--cache", help="where downloaded packages are kept (default: ~/.cache/nanofm/debian)")
+    q.set_defaults(func=cmd_data_prepare)
+
+    p = sub.add_parser("compare", help="train competing models under one budget and print a results table")
+    cmp_sub = p.add_subparsers(dest="comparison", metavar="COMPARISON", required=True)
+    q = cmp_sub.add_parser(
+        "translation",
+        help="the GRU-with-attention baseline against the Transformer, same data, same wall-clock budget",
+    )
+    q.add_argument("--budget", default="20m", help="training time for EACH model (default 20m)")
+    q.add_argument("--data", default="data/translation-es-en", help="prepared data folder")
+    q.add_argument("--out", default="runs/compare-translation", help="folder for both runs and table.md")
+    q.add_argument("--rnn-config", default="configs/translate-rnn-es-en.yaml")
+    q.add_argument("--transformer-config", default="configs/translate-transformer-es-en.yaml")
+    q.add_argument("--beam", type=int, default=4, help="beam size for the test translations (default 4)")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.set_defaults(func=cmd_compare)
     return parser
 
 
@@ -221,12 +298,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.func(args)
-    except (ConfigError, KeyError) as e:
+    except (ConfigError, KeyError, CheckpointError, TrainingError, OSError, ValueError) as e:
+        if os.environ.get("NANOFM_DEBUG"):  # the full traceback, for developers
+            raise
         print(f"nanofm: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
-        return 2
-    except (CheckpointError, TrainingError, OSError) as e:
-        print(f"nanofm: error: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, (ConfigError, KeyError)) else 1
     return 0
 
 

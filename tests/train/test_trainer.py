@@ -108,7 +108,7 @@ def test_non_finite_loss_skips_the_step():
 
 def test_budget_ends_on_time(tmp_path):
     budget = 6.0
-    trainer = make_trainer(tiny_config(steps=1, budget=f"{budget:g}s", warmup_steps=5, batch_size=16), tmp_path / "run")
+    trainer = make_trainer(tiny_config(steps=1, budget=f"{budget:g}s", warmup_steps=20, batch_size=16), tmp_path / "run")
     t = time.perf_counter()
     trainer.fit()
     took = time.perf_counter() - t
@@ -167,3 +167,21 @@ def test_bf16_on_cpu_only_when_measured_faster(capsys):
     out = capsys.readouterr().out
     assert "precision: bf16" in out and f"using {trainer.precision}" in out
     assert make_trainer(tiny_config()).precision == "fp32"
+
+
+def test_group_by_length_batches_similar_lengths_deterministically():
+    from nanofm.train.sampler import StepSampler
+
+    lengths = [int(x) for x in torch.randint(1, 100, (640,), generator=torch.Generator().manual_seed(0))]
+    a = StepSampler(640, 16, 4, lengths=lengths, seed=3)
+    b = StepSampler(640, 16, 4, lengths=lengths, seed=3)
+    plain = StepSampler(640, 16, 4, seed=3)
+
+    def spread(s):  # mean (max - min) length within a batch
+        batches = [sum(s.micro_batches(k), []) for k in range(s.steps_per_epoch)]
+        return sum(max(lengths[i] for i in bt) - min(lengths[i] for i in bt) for bt in batches) / len(batches)
+
+    assert [a.micro_batches(k) for k in range(40)] == [b.micro_batches(k) for k in range(40)]
+    epoch = sorted(i for k in range(a.steps_per_epoch) for mb in a.micro_batches(k) for i in mb)
+    assert epoch == list(range(640))  # every example once per epoch
+    assert spread(a) < 0.25 * spread(plain)

@@ -2,8 +2,10 @@
 
 from nanofm.registry import register_family, register_preset
 
+from .decoding import beam_search, greedy_search
 from .encoder_decoder import EncoderDecoder, EncoderDecoderConfig
 from .output import IGNORE_INDEX, ModelOutput
+from .seq2seq_rnn import Seq2SeqRNN, Seq2SeqRNNConfig
 
 register_family("encoder-decoder", EncoderDecoderConfig, EncoderDecoder)
 register_preset(
@@ -25,4 +27,33 @@ register_preset(
     "the paper's base model: 6+6 layers, width 512, 8 heads, feed-forward 2048",
 )
 
-__all__ = ["EncoderDecoder", "EncoderDecoderConfig", "IGNORE_INDEX", "ModelOutput"]
+register_family("seq2seq-rnn", Seq2SeqRNNConfig, Seq2SeqRNN)
+register_preset(
+    "rnn-tiny",
+    "seq2seq-rnn",
+    Seq2SeqRNNConfig(vocab_size=32, d_embed=32, d_hidden=64, d_attn=32, dropout=0.0, max_len=64),
+    "debug: GRU 64 with additive attention (tests)",
+)
+register_preset(
+    "rnn-small",
+    "seq2seq-rnn",
+    Seq2SeqRNNConfig(vocab_size=8000, d_embed=256, d_hidden=256, d_attn=256, dropout=0.1),
+    "laptop: bidirectional GRU 256, additive attention",
+)
+register_preset(
+    "rnn-base",
+    "seq2seq-rnn",
+    Seq2SeqRNNConfig(vocab_size=30000, d_embed=620, d_hidden=1000, d_attn=1000, dropout=0.1),
+    "Bahdanau et al. 2015 (RNNsearch): embeddings 620, GRU 1000",
+)
+
+__all__ = [
+    "EncoderDecoder",
+    "EncoderDecoderConfig",
+    "IGNORE_INDEX",
+    "ModelOutput",
+    "Seq2SeqRNN",
+    "Seq2SeqRNNConfig",
+    "beam_search",
+    "greedy_search",
+]

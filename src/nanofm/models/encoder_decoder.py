@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from nanofm.nn import Decoder, Encoder, LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from nanofm.nn.block import BlockCache
 
+from .decoding import greedy_search
 from .output import IGNORE_INDEX, ModelOutput
 
 
@@ -102,26 +103,47 @@ class EncoderDecoder(nn.Module):
         )
         return ModelOutput(loss=loss, logits=logits, n_targets=(targets != IGNORE_INDEX).sum())
 
-    @torch.no_grad()
+    # ---- step-by-step decoding (see models/decoding.py)
+
+    def start(self, src: Tensor, use_cache: bool = True) -> DecodeState:
+        memory, src_pad = self.encode(src)
+        empty = torch.zeros(src.size(0), 0, dtype=torch.long, device=src.device)
+        return DecodeState(memory, src_pad, self.decoder.new_cache() if use_cache else None, empty)
+
+    def step(self, state: DecodeState, tokens: Tensor) -> Tensor:
+        """tokens (N,) the previous outputs (BOS first) -> next-token logits (N, V)."""
+        state.history = torch.cat([state.history, tokens[:, None]], dim=1)  # (N, t)
+        if state.cache is None:  # recompute the whole prefix: what the cache saves
+            return self.decode(state.history, state.memory, state.src_pad)[:, -1]
+        pos = state.history.size(1) - 1
+        return self.decode(tokens[:, None], state.memory, state.src_pad, state.cache, offset=pos)[:, -1]
+
+    def reorder(self, state: DecodeState, index: Tensor) -> None:
+        state.memory, state.src_pad = state.memory.index_select(0, index), state.src_pad.index_select(0, index)
+        state.history = state.history.index_select(0, index)
+        for layer in state.cache or []:
+            layer.reorder(index)
+
     def generate(self, src: Tensor, max_new_tokens: int | None = None, use_cache: bool = True) -> Tensor:
         """Greedy decoding, batched. src (B, S) -> (B, <= max_new_tokens) ids, EOS included, PAD after it."""
-        cfg = self.cfg
-        max_new = min(max_new_tokens or cfg.max_len - 1, cfg.max_len - 1)
+        max_new = min(max_new_tokens or self.cfg.max_len - 1, self.cfg.max_len - 1)
+        return greedy_search(self, src, max_new, use_cache=use_cache)
+
+    @torch.no_grad()
+    def attention_maps(self, src: Tensor, tgt: Tensor) -> Tensor:
+        """Cross-attention of every decoder layer, teacher-forced: (L, B, H, T, S)."""
         memory, src_pad = self.encode(src)
-        out = torch.full((src.size(0), 1), cfg.bos_id, dtype=torch.long, device=src.device)
-        done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
-        cache = self.decoder.new_cache() if use_cache else None
-        for step in range(max_new):
-            if use_cache:
-                logits = self.decode(out[:, -1:], memory, src_pad, cache=cache, offset=step)
-            else:
-                logits = self.decode(out, memory, src_pad)
-            next_tok = logits[:, -1].argmax(-1).masked_fill(done, cfg.pad_id)  # (B,)
-            out = torch.cat([out, next_tok[:, None]], dim=1)
-            done |= next_tok == cfg.eos_id
-            if done.all():
-                break
-        return out[:, 1:]
+        x = self._embed(tgt, self.tgt_embed, self.tgt_pos)
+        _, weights = self.decoder(x, memory, padding_mask=tgt == self.cfg.pad_id, context_padding_mask=src_pad, need_weights=True)
+        return torch.stack([w["cross"] for w in weights])
+
+
+@dataclass
+class DecodeState:
+    memory: Tensor  # (N, S, D) encoder output
+    src_pad: Tensor  # (N, S) True at source padding
+    cache: list[BlockCache] | None  # per decoder layer; None: recompute the prefix each step
+    history: Tensor  # (N, t) decoder inputs so far
 
 
 def _init_weights(module: nn.Module) -> None:

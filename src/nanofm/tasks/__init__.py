@@ -20,16 +20,20 @@ class TaskSpec:
 
 
 def _tasks() -> dict[str, TaskSpec]:
-    from . import copy
+    from . import copy, translation
 
-    return {"copy": TaskSpec(copy.CopyTaskConfig, copy.build)}
+    return {
+        "copy": TaskSpec(copy.CopyTaskConfig, copy.build),
+        "translate-rnn": TaskSpec(translation.TranslateRNNConfig, translation.build),
+        "translate-transformer": TaskSpec(translation.TranslateTransformerConfig, translation.build),
+    }
 
 
 def task_names() -> list[str]:
     return sorted(_tasks())
 
 
-def load_task_config(path: str | Path, overrides: list[str] = ()) -> Any:
+def load_task_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Any:
     """Read a run config; its `task:` key chooses the config class (and so what every other key may be)."""
     data, origins = read_file(path)
     name = data.get("task")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from torch import nn
@@ -17,3 +18,5 @@ class TaskParts:
     compute_metrics: Callable[[nn.Module, Sequence[Any]], dict[str, float]] | None = None  # task metrics
     report: Callable[[nn.Module, Sequence[Any], dict[str, float]], str] | None = None  # what `train` prints at the end
     describe: str = ""  # one line about the task, printed before training
+    files: dict[str, Path] = field(default_factory=dict)  # files to copy into the run folder (e.g. tokenizer.json)
+    extras: dict[str, Any] = field(default_factory=dict)  # task-specific pieces (a tokenizer, a test split)

@@ -191,6 +191,20 @@ def find_resumable(root: Path) -> Path | None:
     return None
 
 
+def pick_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
+    """A run's checkpoint folder: "best" (falling back to latest), "latest", or a path; verified."""
+    root = Path(run_dir) / "checkpoints"
+    if which in ("best", "latest"):
+        name = read_pointer(root, which) or (read_pointer(root, "latest") if which == "best" else None)
+        path = root / name if name else find_resumable(root)
+        if path is None:
+            raise CheckpointError(f"{root}: no complete checkpoint")
+    else:
+        path = Path(which)
+    verify(path)
+    return path
+
+
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Tensors from a .safetensors file, or from a .pt/.bin/.pth file with torch.load(weights_only=True).
     Never unpickles arbitrary objects: a file that needs that is refused with an error naming it."""

@@ -13,6 +13,7 @@ class TrainConfig:
     budget: str | None = None  # wall-clock budget like "20m", "90s", "1h30m": the schedule ends when it is spent
     batch_size: int = 64  # examples per optimizer step, over all processes and micro-batches
     micro_batch_size: int | None = None  # examples per forward pass per process; None = batch_size / world size
+    group_by_length: bool = False  # batch examples of similar length together (less padding; needs data with .lengths)
     lr: float = 1e-3  # peak learning rate
     min_lr_ratio: float = 0.0  # the decay ends at lr * min_lr_ratio
     warmup_steps: int = 100  # linear warm-up from 0 to lr

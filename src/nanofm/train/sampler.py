@@ -4,7 +4,9 @@ Epoch e is a permutation of the dataset seeded by (seed, e). Optimizer step s of
 next batch_size examples, cut into world_size * accum micro-batches; process r takes micro-batches
 r*accum ... (r+1)*accum - 1. The position in the data is therefore just (step, micro-batch): resuming
 needs no iterator state, and any world size sees the same examples per step. The last partial batch
-of an epoch is dropped.
+of an epoch is dropped. With `lengths`, each window of 50 batches of the permutation is sorted by length
+before it is cut into batches, and the batches are shuffled: examples of similar length share a batch
+(far less padding), and the order is still a pure function of (seed, epoch).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 
 class StepSampler:
     def __init__(self, n: int, batch_size: int, micro_batch_size: int, world_size: int = 1, rank: int = 0,
-                 seed: int = 0, shuffle: bool = True):
+                 seed: int = 0, shuffle: bool = True, lengths: list[int] | None = None):
         if batch_size % (micro_batch_size * world_size):
             raise ValueError(
                 f"batch_size={batch_size} must be a multiple of micro_batch_size={micro_batch_size} x world size {world_size}"
@@ -23,6 +25,7 @@ class StepSampler:
             raise ValueError(f"the training set has {n} examples, fewer than one batch of {batch_size}")
         self.n, self.batch_size, self.micro = n, batch_size, micro_batch_size
         self.world_size, self.rank, self.seed, self.shuffle = world_size, rank, seed, shuffle
+        self.lengths = torch.as_tensor(lengths) if lengths is not None else None
         self.accum = batch_size // (micro_batch_size * world_size)
         self.steps_per_epoch = n // batch_size
         self._epoch, self._perm = -1, None
@@ -34,9 +37,19 @@ class StepSampler:
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
-            self._epoch = epoch
+            perm = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
+            if self.lengths is not None:
+                perm = self._group_by_length(perm, g)
+            self._perm, self._epoch = perm, epoch
         return self._perm
+
+    def _group_by_length(self, perm: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        b = self.batch_size
+        usable = perm[: self.steps_per_epoch * b]
+        window = 50 * b
+        chunks = [c[torch.sort(self.lengths[c], stable=True).indices] for c in usable.split(window)]
+        batches = torch.cat(chunks).view(-1, b)  # (steps, B), each of similar lengths
+        return batches[torch.randperm(batches.size(0), generator=g)].reshape(-1)
 
     def micro_batches(self, step: int) -> list[list[int]]:
         """This process's `accum` micro-batches (lists of example indices) for optimizer step `step`."""

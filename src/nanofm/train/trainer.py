@@ -69,7 +69,11 @@ class Trainer:
             else self.model
         )
         micro = cfg.micro_batch_size or cfg.batch_size // self.dist.world_size
-        self.sampler = StepSampler(len(train_data), cfg.batch_size, micro, self.dist.world_size, self.dist.rank, cfg.seed)
+        lengths = getattr(train_data, "lengths", None) if cfg.group_by_length else None
+        if cfg.group_by_length and lengths is None:
+            raise TrainingError("train.group_by_length needs a training set with a `lengths` attribute")
+        self.sampler = StepSampler(len(train_data), cfg.batch_size, micro, self.dist.world_size, self.dist.rank,
+                                   cfg.seed, lengths=lengths)
         self.optimizer = build_optimizer(self.model, cfg)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.ckpt_root = self.run_dir / "checkpoints" if self.run_dir else None
