@@ -28,7 +28,7 @@ def test_train_info_evaluate(capsys, tmp_path):
     cfg.write_text("task: copy\ntrain:\n  steps: 6\n  batch_size: 8\n  eval_every: 3\n  warmup_steps: 2\n"
                    "data:\n  eval_size: 4\n  train_size: 64\nmodel:\n  d_model: 32\n")
     run = tmp_path / "run"
-    assert main(["train", str(cfg), "data.max_len=6", "--out", str(run), "--no-progress"]) == 0
+    assert main(["train", str(cfg), "--out", str(run), "data.max_len=6", "--no-progress"]) == 0  # overrides anywhere
     out = capsys.readouterr().out
     assert "6 steps, batch 8" in out and "held-out accuracy on 4 sequences" in out and "done: 6 steps" in out
     assert (run / "loss_curve.png").stat().st_size > 0 and (run / "checkpoints" / "step-000006").is_dir()
@@ -44,6 +44,14 @@ def test_train_info_evaluate(capsys, tmp_path):
     assert main(["train", str(cfg), "--out", str(run), "--no-progress", "--resume", "auto"]) == 0
     assert "resumed from" in capsys.readouterr().out
     assert (run / "checkpoints" / "step-000006").is_dir()
+
+
+def test_unknown_option_is_refused(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["train", "x.yaml", "--budgte", "5m"])
+    assert "unrecognized arguments: --budgte" in capsys.readouterr().err
 
 
 def test_bad_config_is_a_clear_error(capsys, tmp_path):

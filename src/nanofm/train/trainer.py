@@ -163,7 +163,7 @@ class Trainer:
         cfg, accum = self.cfg, self.sampler.accum
         start = time.perf_counter() - self.elapsed
         budget = cfg.budget_seconds()
-        first_step, measure_from, measure_steps = self.step, None, min(max(cfg.warmup_steps, 3), 20)
+        pace = _Pace(self.step) if budget is not None else None
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         handlers = self._install_signal_handlers()
         done_micro, since_log = 0, {"loss": 0.0, "weight": 0.0, "t": time.perf_counter()}
@@ -183,22 +183,30 @@ class Trainer:
                 since_log["weight"] += weight if math.isfinite(loss) else 0.0
                 bar.update(1)
 
-                if budget is not None and self.total_steps is None:  # time steps after the first (slower) one
-                    if self.step == first_step + 1:
-                        measure_from = time.perf_counter()
-                    elif measure_from is not None and self.step >= first_step + 1 + measure_steps:
-                        t_step = (time.perf_counter() - measure_from) / (self.step - first_step - 1)
-                        self._fix_total_steps(budget, start, t_step)
-                        bar.total = self.total_steps
-                        bar.refresh()
+                if pace is not None and self.total_steps is None:  # measure the warm-up, then fix the length
+                    if self.step == pace.first_step + 1:
+                        pace.mark(self.step)  # the first step (slower) is not timed
+                    elif pace.marked and (self.step >= pace.first_step + 1 + max(3, cfg.warmup_steps)
+                                          or time.perf_counter() - start > 0.1 * budget):
+                        t_step = pace.step_time(self.step)
+                        t_eval = self._timed_evaluation(start) if self.eval_data is not None else 0.0
+                        self._fix_total_steps(budget, start, t_step, t_eval, bar)
+                        pace.mark(self.step)
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     self._log_train(since_log, norm, bar, time.perf_counter() - start)
                     since_log = {"loss": 0.0, "weight": 0.0, "t": time.perf_counter()}
                 at_end = self.step == self.total_steps
                 if self.eval_data is not None and cfg.eval_every and self.step % cfg.eval_every == 0 and not at_end:
-                    self._evaluate_and_track(time.perf_counter() - start)
+                    t_eval = self._timed_evaluation(start)
+                    if pace is not None and pace.marked and self.total_steps is not None and self.step > pace.step:
+                        # correct the length with the pace seen since the last fix, and this evaluation's cost
+                        self._fix_total_steps(budget, start, pace.step_time(self.step, t_eval), t_eval, bar)
+                        pace.mark(self.step)
                 if cfg.save_every and self.step % cfg.save_every == 0 and not at_end:
+                    t0 = time.perf_counter()
                     self._save(time.perf_counter() - start)
+                    if pace is not None:
+                        pace.overhead += time.perf_counter() - t0
                 if self._should_stop(done_micro, stop_after_micro_batches) and not at_end:
                     self._save(time.perf_counter() - start)
                     stopped = True
@@ -255,23 +263,27 @@ class Trainer:
         self.step += 1
         return loss, norm, weight
 
-    def _fix_total_steps(self, budget: float, start: float, t_step: float) -> None:
-        """Budget mode: with the measured step time, fix the number of steps so that the run, periodic
-        evaluations and checkpoints included, ends when the budget is spent."""
+    def _timed_evaluation(self, start: float) -> float:
+        t0 = time.perf_counter()
+        self._evaluate_and_track(t0 - start)
+        return time.perf_counter() - t0
+
+    def _fix_total_steps(self, budget: float, start: float, t_step: float, t_eval: float, bar: tqdm) -> None:
+        """Budget mode: from the measured step and evaluation times, set the number of steps so that the
+        run, periodic evaluations and checkpoints included, ends when the budget is spent."""
         cfg = self.cfg
-        t_eval = 0.0
-        if self.eval_data is not None:
-            t0 = time.perf_counter()
-            self._evaluate_and_track(time.perf_counter() - start, save=False)
-            t_eval = time.perf_counter() - t0
         n_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters()) * 3  # weights + AdamW moments
         t_save = 0.05 + n_bytes / 200e6 if self.run_dir is not None else 0.0
         remaining = budget - (time.perf_counter() - start) - t_eval - t_save - 0.3  # final eval, save, plot
         per_step = t_step + (t_eval / cfg.eval_every if cfg.eval_every else 0) + (t_save / cfg.save_every if cfg.save_every else 0)
-        self.total_steps = self.step + max(0, int(remaining / per_step))
+        total = self.step + max(1, int(remaining / per_step))
+        first = self.total_steps is None
+        self.total_steps = int(dist.broadcast_object(total))
         if self.dist.is_main:
-            tqdm.write(f"budget {cfg.budget}: {t_step * 1e3:.1f} ms per step -> {self.total_steps} steps in all")
-        self.total_steps = int(dist.broadcast_object(self.total_steps))
+            verb = "->" if first else "-> corrected to"
+            tqdm.write(f"budget {cfg.budget}: {t_step * 1e3:.1f} ms per step {verb} {self.total_steps} steps in all")
+        bar.total = self.total_steps
+        bar.refresh()
 
     def _should_stop(self, done_micro: int, stop_after: int | None) -> bool:
         stop = self._stop_signal is not None or (stop_after is not None and done_micro >= stop_after)
@@ -422,6 +434,20 @@ class Trainer:
                 except ImportError:  # matplotlib missing: the metrics file still has everything
                     pass
         return self.last_metrics
+
+
+class _Pace:
+    """Step timing for budget runs: seconds per step since the last mark, evaluations and saves excluded."""
+
+    def __init__(self, first_step: int):
+        self.first_step, self.marked = first_step, False
+        self.t, self.step, self.overhead = 0.0, first_step, 0.0
+
+    def mark(self, step: int) -> None:
+        self.t, self.step, self.overhead, self.marked = time.perf_counter(), step, 0.0, True
+
+    def step_time(self, step: int, exclude: float = 0.0) -> float:
+        return (time.perf_counter() - self.t - self.overhead - exclude) / max(1, step - self.step)
 
 
 def _has_checkpoints(root: Path) -> bool:
