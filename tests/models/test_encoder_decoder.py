@@ -21,6 +21,15 @@ def test_batch_layout():
     assert torch.equal(src.masked_fill(~real, 0), targets.masked_fill(~real, 0))  # the target is the source
 
 
+def test_tied_embeddings_keep_their_init():
+    # the tied output projection (a Linear) must not overwrite the embedding init with Xavier's smaller one
+    model = create("transformer-tiny", vocab_size=4000, d_model=64, share_embeddings=True, tie_output=True)
+    table = model.tgt_embed.weight
+    assert model.lm_head.weight is table and model.src_embed is model.tgt_embed
+    assert abs(table.std().item() - 64**-0.5) < 0.01
+    assert torch.equal(table[0], torch.zeros(64))  # padding row
+
+
 def test_generate_with_cache_equals_without():
     model = create("transformer-tiny").eval()
     src = _batch(6)["src"]

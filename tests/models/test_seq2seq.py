@@ -44,6 +44,19 @@ def test_beam_search_finds_at_least_greedys_score(preset):
 
 
 @pytest.mark.parametrize("preset", PRESETS)
+def test_batched_beam_search_equals_one_source_at_a_time(preset):
+    # finished sources leave the batch and beams reorder without touching the source side: neither may
+    # change any source's result
+    torch.manual_seed(0)
+    model = create(preset).eval()
+    src = _batch(6)["src"]
+    batched = beam_search(model, src, beam_size=3, max_len=15)
+    for i in range(6):
+        alone = beam_search(model, src[i : i + 1, : int((src[i] != 0).sum())], beam_size=3, max_len=15)
+        assert torch.equal(alone[0], batched[i, : alone.size(1)]) and not batched[i, alone.size(1) :].any()
+
+
+@pytest.mark.parametrize("preset", PRESETS)
 def test_padding_does_not_change_outputs(preset):
     model = create(preset).eval()
     b = _batch(4)

@@ -3,7 +3,9 @@
 A model decodes incrementally by implementing:
     start(src)                 -> state        encode the source (B, S), set up caches
     step(state, tokens)        -> logits       tokens (N,) are the previous outputs; logits (N, V)
-    reorder(state, index)                      keep/duplicate rows of the state (N,) -> (len(index),)
+    reorder(state, index, beams_only=False)    keep/duplicate rows of the state (N,) -> (len(index),);
+                                               beams_only: rows move only among one source's beams, so
+                                               source-side state (encoder memory) can stay as it is
 and says its special ids in `model.cfg` (pad_id, bos_id, eos_id).
 
 Legend: B batch, K beam size, N = B*K rows being decoded, V vocabulary, L output length.
@@ -25,7 +27,7 @@ class IncrementalDecoder(Protocol):
 
     def step(self, state: Any, tokens: Tensor) -> Tensor: ...
 
-    def reorder(self, state: Any, index: Tensor) -> None: ...
+    def reorder(self, state: Any, index: Tensor, beams_only: bool = False) -> None: ...
 
 
 @torch.no_grad()
@@ -58,56 +60,53 @@ def beam_search(
 ) -> Tensor:
     """(B, S) -> (B, L): each source's best hypothesis by log-probability / length_penalty, EOS included,
     PAD-padded. A hypothesis ends when it emits EOS among the K best candidates; a source is done when it
-    has K ended hypotheses (or at max_len, where the live beams end too). beam_size=1 is greedy search."""
+    has K ended hypotheses (or at max_len, where the live beams end too). beam_size=1 is greedy search.
+    Finished sources leave the batch, so the rows still decoding are the only ones computed."""
     cfg, k, b = model.cfg, beam_size, src.size(0)
     device = src.device
     state = model.start(src)
     model.reorder(state, torch.arange(b, device=device).repeat_interleave(k))
-    seqs = torch.full((b * k, 0), cfg.pad_id, dtype=torch.long, device=device)  # (N, t)
+    active = list(range(b))  # the sources still decoding; rows a*K .. a*K+K-1 are source active[a]'s beams
+    seqs = torch.full((b * k, 0), cfg.pad_id, dtype=torch.long)  # (N, t) on the CPU
     prev = torch.full((b * k,), cfg.bos_id, dtype=torch.long, device=device)
-    scores = torch.zeros(b, k, device=device)
+    scores = torch.zeros(b, k)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
     ended: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
-    done = [False] * b
-    for t in range(max_len):
+    for _ in range(max_len):
         logp = F.log_softmax(model.step(state, prev).float(), dim=-1)  # (N, V)
         vocab = logp.size(-1)
-        cand = (scores.view(-1, 1) + logp).view(b, k * vocab)
-        top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # (B, 2K)
+        cand = (scores.to(device).view(-1, 1) + logp).view(len(active), k * vocab)
+        top_scores, top_idx = (t.cpu() for t in cand.topk(min(2 * k, k * vocab), dim=1))  # (A, 2K)
         top_beam, top_tok = (top_idx // vocab).tolist(), (top_idx % vocab).tolist()
-        top_scores_l = top_scores.tolist()
-        new_scores = torch.full((b, k), float("-inf"), device=device)
-        new_beam = torch.zeros(b, k, dtype=torch.long)
-        new_tok = torch.full((b, k), cfg.pad_id, dtype=torch.long)
-        for i in range(b):
-            if done[i]:
-                continue
-            alive = 0
-            for j, (score, beam, tok) in enumerate(zip(top_scores_l[i], top_beam[i], top_tok[i])):
+        keep, new_scores, new_beam, new_tok = [], [], [], []
+        for a, i in enumerate(active):
+            row_scores, row_beam, row_tok = [], [], []
+            for j, (score, beam, tok) in enumerate(zip(top_scores[a].tolist(), top_beam[a], top_tok[a])):
                 if tok == cfg.eos_id:
                     if j < k and score > float("-inf"):
-                        hyp = seqs[i * k + beam].tolist() + [tok]
+                        hyp = seqs[a * k + beam].tolist() + [tok]
                         ended[i].append((score / length_penalty(len(hyp), alpha), hyp))
                     continue
-                new_scores[i, alive], new_beam[i, alive], new_tok[i, alive] = score, beam, tok
-                alive += 1
-                if alive == k:
+                row_scores.append(score), row_beam.append(a * k + beam), row_tok.append(tok)
+                if len(row_tok) == k:
                     break
-            done[i] = len(ended[i]) >= k
-        if all(done):
+            while len(row_tok) < k:  # tiny vocabularies only: fill with dead beams
+                row_scores.append(float("-inf")), row_beam.append(a * k), row_tok.append(cfg.pad_id)
+            if len(ended[i]) < k:  # still decoding: keep its K best live continuations
+                keep.append(i), new_scores.append(row_scores), new_beam.extend(row_beam), new_tok.extend(row_tok)
+        if not keep:
             break
-        index = (torch.arange(b)[:, None] * k + new_beam).view(-1).to(device)
-        model.reorder(state, index)
-        prev = new_tok.view(-1).to(device)
-        seqs = torch.cat([seqs.index_select(0, index), prev[:, None]], dim=1)
-        scores = new_scores
-    for i in range(b):  # sources still going at max_len: their live beams end there
-        if not done[i]:
+        index = torch.tensor(new_beam)
+        model.reorder(state, index.to(device), beams_only=len(keep) == len(active))
+        active, scores, seqs = keep, torch.tensor(new_scores), seqs.index_select(0, index)
+        prev = torch.tensor(new_tok, device=device)
+        seqs = torch.cat([seqs, prev.cpu()[:, None]], dim=1)
+    else:  # max_len reached: the live beams of the sources still going end there
+        for a, i in enumerate(active):
             for beam in range(k):
-                score = scores[i, beam].item()
-                if score > float("-inf"):
-                    hyp = seqs[i * k + beam].tolist()
-                    ended[i].append((score / length_penalty(len(hyp), alpha), hyp))
+                if scores[a, beam] > float("-inf"):
+                    hyp = seqs[a * k + beam].tolist()
+                    ended[i].append((scores[a, beam].item() / length_penalty(len(hyp), alpha), hyp))
     best = [max(e, key=lambda h: h[0])[1] if e else [cfg.eos_id] for e in ended]
     out = torch.full((b, max(len(h) for h in best)), cfg.pad_id, dtype=torch.long)
     for i, hyp in enumerate(best):

@@ -70,6 +70,8 @@ class EncoderDecoder(nn.Module):
             self.lm_head.weight = self.tgt_embed.weight
         self.drop = nn.Dropout(cfg.dropout)
         self.apply(_init_weights)
+        for table in {self.tgt_embed, self.src_embed}:  # last: a tied lm_head (a Linear) must not keep Xavier's init
+            _init_embedding(table)
 
     def _embed(self, tokens: Tensor, table: nn.Embedding, pos: nn.Module, offset: int = 0) -> Tensor:
         return self.drop(pos(table(tokens) * math.sqrt(self.cfg.d_model), offset))  # (B, T, D)
@@ -118,11 +120,12 @@ class EncoderDecoder(nn.Module):
         pos = state.history.size(1) - 1
         return self.decode(tokens[:, None], state.memory, state.src_pad, state.cache, offset=pos)[:, -1]
 
-    def reorder(self, state: DecodeState, index: Tensor) -> None:
-        state.memory, state.src_pad = state.memory.index_select(0, index), state.src_pad.index_select(0, index)
+    def reorder(self, state: DecodeState, index: Tensor, beams_only: bool = False) -> None:
+        if not beams_only:  # the source side (memory, cross-attention keys/values) is the same for all beams
+            state.memory, state.src_pad = state.memory.index_select(0, index), state.src_pad.index_select(0, index)
         state.history = state.history.index_select(0, index)
         for layer in state.cache or []:
-            layer.reorder(index)
+            layer.reorder(index, cross=not beams_only)
 
     def generate(self, src: Tensor, max_new_tokens: int | None = None, use_cache: bool = True) -> Tensor:
         """Greedy decoding, batched. src (B, S) -> (B, <= max_new_tokens) ids, EOS included, PAD after it."""
@@ -152,7 +155,12 @@ def _init_weights(module: nn.Module) -> None:
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, std=module.embedding_dim**-0.5)
-        if module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
+        _init_embedding(module)
+
+
+def _init_embedding(table: nn.Embedding) -> None:
+    """N(0, D^-1/2): after the sqrt(D) scale, token vectors have unit-size entries, like the positions."""
+    nn.init.normal_(table.weight, std=table.embedding_dim**-0.5)
+    if table.padding_idx is not None:
+        with torch.no_grad():
+            table.weight[table.padding_idx].zero_()

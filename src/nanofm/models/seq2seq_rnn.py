@@ -117,8 +117,8 @@ class Seq2SeqRNN(nn.Module):
     def step(self, state: RNNDecodeState, tokens: Tensor) -> Tensor:
         return self._step(state, tokens)[0]
 
-    def reorder(self, state: RNNDecodeState, index: Tensor) -> None:
-        for name in ("keys", "projected", "pad", "hidden"):
+    def reorder(self, state: RNNDecodeState, index: Tensor, beams_only: bool = False) -> None:
+        for name in ("hidden",) if beams_only else ("keys", "projected", "pad", "hidden"):
             setattr(state, name, getattr(state, name).index_select(0, index))
 
     def generate(self, src: Tensor, max_new_tokens: int | None = None, use_cache: bool = True) -> Tensor:

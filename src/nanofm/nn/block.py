@@ -24,9 +24,11 @@ class BlockCache:
     self_attn: KVCache = field(default_factory=KVCache)
     cross_attn: KVCache = field(default_factory=KVCache)
 
-    def reorder(self, index: Tensor) -> None:
+    def reorder(self, index: Tensor, cross: bool = True) -> None:
+        """Select batch rows; cross=False keeps the cross-attention cache (rows of one source only swap)."""
         self.self_attn.reorder(index)
-        self.cross_attn.reorder(index)
+        if cross:
+            self.cross_attn.reorder(index)
 
 
 class TransformerBlock(nn.Module):
