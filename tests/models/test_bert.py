@@ -1,0 +1,244 @@
+import pytest
+import torch
+
+from nanofm.models import (
+    IGNORE_INDEX,
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    load_pretrained_encoder,
+)
+from nanofm.registry import create, get_config, presets
+from tests.helpers import max_diff
+
+V, D, L, H, F, C = 100, 32, 2, 4, 64, 3  # vocabulary, width, layers, heads, feed-forward, classes
+CFG = BertConfig(vocab_size=V, d_model=D, n_layers=L, n_heads=H, d_ff=F, max_len=32, n_labels=C)
+
+
+def _hf_model(name: str):
+    transformers = pytest.importorskip("transformers")
+    hf_cfg = transformers.BertConfig(
+        vocab_size=V, hidden_size=D, num_hidden_layers=L, num_attention_heads=H, intermediate_size=F,
+        max_position_embeddings=32, num_labels=C,
+    )  # fmt: skip
+    model = getattr(transformers, name)(hf_cfg)
+    with torch.no_grad():  # biases and LayerNorms away from their 0 / 1 init, so that every weight is checked
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def _from_hf(hf_sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hugging Face BERT names -> nanofm's (a test-only rename; the real adapter belongs in interop/)."""
+    names = {
+        "bert.embeddings.word_embeddings.weight": "bert.tok_embed.weight",
+        "bert.embeddings.position_embeddings.weight": "bert.pos_embed.weight",
+        "bert.embeddings.token_type_embeddings.weight": "bert.seg_embed.weight",
+        "bert.embeddings.LayerNorm": "bert.embed_norm",
+        "bert.pooler.dense": "bert.pooler.dense",
+        "cls.predictions.transform.dense": "mlm_head.dense",
+        "cls.predictions.transform.LayerNorm": "mlm_head.norm",
+        "cls.predictions.decoder.weight": "mlm_head.decoder.weight",
+        "cls.predictions.bias": "mlm_head.decoder.bias",
+        "classifier": "classifier.proj",
+    }
+    layer = {
+        "attention.output.dense": "self_attn.out_proj",
+        "attention.output.LayerNorm": "self_attn_norm",
+        "intermediate.dense": "ff.fc1",
+        "output.dense": "ff.fc2",
+        "output.LayerNorm": "ff_norm",
+    }
+    out = {}
+    for i in range(L):
+        hf, ours = f"bert.encoder.layer.{i}.", f"bert.encoder.layers.{i}."
+        for kind in ("weight", "bias"):
+            qkv = [hf_sd[f"{hf}attention.self.{p}.{kind}"] for p in ("query", "key", "value")]
+            out[f"{ours}self_attn.qkv_proj.{kind}"] = torch.cat(qkv)
+        names.update({hf + k: ours + v for k, v in layer.items()})
+    for key, value in hf_sd.items():
+        if key == "cls.predictions.decoder.bias" or ".attention.self." in key:
+            continue
+        prefix = max((p for p in names if key == p or key.startswith(p + ".")), key=len)
+        out[names[prefix] + key[len(prefix) :]] = value
+    return out
+
+
+def _ported(cls):
+    hf = _hf_model(cls.__name__)  # the reference class has the same name
+    ours = cls(CFG).eval()
+    ours.load_state_dict(_from_hf(hf.state_dict()), strict=True)
+    return ours, hf
+
+
+def _inputs(b=3, t=12):
+    tokens = torch.randint(5, V, (b, t))
+    lengths = torch.tensor([t, 8, 5])[:b]
+    real = torch.arange(t)[None, :] < lengths[:, None]  # (B, T)
+    tokens = tokens.masked_fill(~real, 0)
+    segments = ((torch.arange(t)[None, :] >= lengths[:, None] // 2) & real).long()  # sentence B: second half
+    return tokens, segments, real
+
+
+@torch.no_grad()
+def test_masked_lm_equals_hugging_face():
+    ours, hf = _ported(BertForMaskedLM)
+    tokens, segments, real = _inputs()
+    expected = hf(input_ids=tokens, attention_mask=real.long(), token_type_ids=segments).logits  # (B, T, V)
+    got = ours(tokens, segments).logits
+    assert max_diff(got[real], expected[real]) <= 1e-5
+    # masked-only head: logits (N, V) at the target positions, and the same loss
+    targets = tokens.masked_fill(~real | (torch.rand(tokens.shape) > 0.3), IGNORE_INDEX)
+    out = ours(tokens, segments, targets=targets)
+    selected = targets != IGNORE_INDEX
+    assert out.logits.shape == (int(selected.sum()), V) and out.n_targets == selected.sum()
+    assert max_diff(out.logits, expected[selected]) <= 1e-5
+    ref_loss = hf(input_ids=tokens, attention_mask=real.long(), token_type_ids=segments, labels=targets).loss
+    assert abs(out.loss.item() - ref_loss.item()) <= 1e-5
+
+
+@torch.no_grad()
+def test_sequence_classification_equals_hugging_face():
+    ours, hf = _ported(BertForSequenceClassification)
+    tokens, segments, real = _inputs()
+    labels = torch.tensor([0, 2, 1])
+    ref = hf(input_ids=tokens, attention_mask=real.long(), token_type_ids=segments, labels=labels)
+    out = ours(tokens, segments, targets=labels)
+    assert out.logits.shape == (3, C) and out.n_targets == 3
+    assert max_diff(out.logits, ref.logits) <= 1e-5
+    assert abs(out.loss.item() - ref.loss.item()) <= 1e-5
+
+
+@torch.no_grad()
+def test_token_classification_equals_hugging_face():
+    ours, hf = _ported(BertForTokenClassification)
+    tokens, segments, real = _inputs()
+    labels = torch.randint(0, C, tokens.shape).masked_fill(~real, IGNORE_INDEX)
+    labels[:, 0] = IGNORE_INDEX  # [CLS]
+    ref = hf(input_ids=tokens, attention_mask=real.long(), token_type_ids=segments, labels=labels)
+    out = ours(tokens, segments, targets=labels)
+    assert out.logits.shape == (3, 12, C)
+    assert max_diff(out.logits[real], ref.logits[real]) <= 1e-5
+    assert abs(out.loss.item() - ref.loss.item()) <= 1e-5
+
+
+@torch.no_grad()
+def test_padding_does_not_change_real_tokens():
+    model = create("bert-tiny-debug").eval()
+    tokens, segments, real = _inputs()
+    batched = model.bert(tokens, segments)  # (B, T, D)
+    for i, n in enumerate(real.sum(1).tolist()):
+        alone = model.bert(tokens[i : i + 1, :n], segments[i : i + 1, :n])
+        assert max_diff(batched[i, :n], alone[0]) <= 1e-5
+
+
+@torch.no_grad()
+def test_masked_only_head_equals_full_head():
+    model = create("bert-tiny-debug").eval()
+    tokens, segments, real = _inputs()
+    targets = tokens.masked_fill(~real | (torch.rand(tokens.shape) > 0.2), IGNORE_INDEX)
+    full = model(tokens, segments).logits  # (B, T, V)
+    masked = model(tokens, segments, targets=targets).logits  # (N, V)
+    assert max_diff(masked, full[targets != IGNORE_INDEX]) <= 1e-6
+    none = model(tokens, segments, targets=torch.full_like(tokens, IGNORE_INDEX))
+    assert none.loss.item() == 0.0 and none.n_targets == 0  # no targets: a zero loss, not NaN
+
+
+def _classification_batch(cls, n=16, t=10):
+    tokens, segments = torch.randint(5, 128, (n, t)), (torch.arange(t) >= t // 2).long().expand(n, t)
+    if cls is BertForTokenClassification:
+        targets = torch.randint(0, 3, (n, t))
+        targets[:, 0] = targets[:, -1] = IGNORE_INDEX  # [CLS] and [SEP]
+        targets[:, 2] = IGNORE_INDEX  # a second sub-word
+    else:
+        targets = torch.randint(0, 3, (n,))
+    return {"tokens": tokens, "segments": segments, "targets": targets}
+
+
+@pytest.mark.parametrize("cls", [BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification])
+def test_every_parameter_gets_a_gradient(cls):
+    model = cls(get_config("bert-tiny-debug", n_labels=3))
+    batch = _classification_batch(cls)
+    if cls is BertForMaskedLM:
+        batch["targets"] = batch["tokens"].masked_fill(torch.rand(batch["tokens"].shape) > 0.3, IGNORE_INDEX)
+    model(**batch).loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_mlm_output_is_tied_and_initialised_like_bert():
+    model = create("bert-tiny-debug")
+    table = model.bert.tok_embed.weight
+    assert model.mlm_head.decoder.weight is table
+    assert torch.equal(table[0], torch.zeros(32))  # [PAD]
+    assert abs(table[1:].std().item() - 0.02) < 0.003
+    assert torch.equal(model.mlm_head.decoder.bias, torch.zeros(128))
+
+
+def _fit(model, batch, steps, lr=3e-3):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    first = None
+    for _ in range(steps):
+        out = model(**batch)
+        first = first if first is not None else out.loss.item()
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    return first, model.eval()(**batch)
+
+
+def test_masked_lm_overfits_one_batch():
+    from nanofm.data.mlm import MLMCollator, pack_documents
+
+    g = torch.Generator().manual_seed(0)
+    docs = []
+    for _ in range(12):
+        words = torch.randint(5, 128, (30,), generator=g).tolist()
+        docs.append((words, list(range(30))))
+    blocks = pack_documents(docs, max_len=32)
+    batch = MLMCollator(vocab_size=128, seed=0)(blocks)  # fixed masks: the batch can be learned by heart
+    first, out = _fit(create("bert-tiny-debug"), batch, 80)
+    assert first > 4.0 and out.loss.item() < 0.1 * first
+
+
+@pytest.mark.parametrize("cls", [BertForSequenceClassification, BertForTokenClassification])
+def test_classifiers_overfit_one_batch(cls):
+    # sentence pairs (segments 0 and 1) for the sequence classifier: the pair head is the same model
+    batch = _classification_batch(cls)
+    first, out = _fit(cls(get_config("bert-tiny-debug", n_labels=3)), batch, 40)
+    selected = batch["targets"] != IGNORE_INDEX
+    accuracy = (out.logits.argmax(-1)[selected] == batch["targets"][selected]).float().mean()
+    assert out.loss.item() < 0.1 * first and accuracy == 1.0
+
+
+def test_fine_tuning_model_starts_from_pretrained_encoder():
+    pretrained = create("bert-tiny-debug")
+    cfg = get_config("bert-tiny-debug", n_labels=5)
+    for cls in (BertForSequenceClassification, BertForTokenClassification):
+        model = cls(cfg)
+        left = load_pretrained_encoder(model, pretrained.state_dict())
+        assert left == (["pooler.dense.weight", "pooler.dense.bias"] if cls is BertForSequenceClassification else [])
+        for name, value in pretrained.bert.state_dict().items():
+            assert torch.equal(model.bert.state_dict()[name], value), name
+    model = BertForTokenClassification(cfg)
+    load_pretrained_encoder(model, BertForSequenceClassification(cfg).bert.state_dict())  # a bare BertModel's, pooler dropped
+    with pytest.raises(ValueError, match="missing"):
+        load_pretrained_encoder(model, {k: v for k, v in pretrained.state_dict().items() if "layers.1." not in k})
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        load_pretrained_encoder(model, create("bert-tiny-debug", vocab_size=64).state_dict())
+
+
+def test_presets_follow_bert_miniatures():
+    sizes = {p.name: (p.config.n_layers, p.config.d_model) for p in presets("bert")}
+    assert sizes == {
+        "bert-tiny-debug": (2, 32), "bert-tiny": (2, 128), "bert-mini": (4, 256), "bert-small": (4, 512),
+        "bert-medium": (8, 512), "bert-base": (12, 768),
+    }  # fmt: skip
+    for p in presets("bert"):
+        if p.name != "bert-tiny-debug":
+            assert p.config.n_heads == p.config.d_model // 64 and p.config.d_ff == 4 * p.config.d_model
+    base = get_config("bert-base", vocab_size=30522)  # BERT-base's vocabulary: 110M parameters
+    with torch.device("meta"):  # shapes only, no memory
+        n = sum(x.numel() for x in BertForSequenceClassification(base).parameters())
+    assert 109e6 < n < 110e6
