@@ -84,6 +84,27 @@ def cmd_train(args: argparse.Namespace) -> None:
     distributed.cleanup()
 
 
+def _add_train_arguments(p: argparse.ArgumentParser, example: str) -> None:
+    p.add_argument("config", help=f"run config, e.g. {example}")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.steps=600 model.d_model=128")
+    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.add_argument("--resume", metavar="auto|CHECKPOINT", help="auto: continue from the newest complete checkpoint, if any")
+    p.add_argument("--budget", metavar="DURATION", help="wall-clock budget (20m, 90s, 1h30m): the schedule ends when it is spent")
+    p.add_argument("--overwrite", action="store_true", help="delete the run folder first")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_fill_mask(args: argparse.Namespace) -> None:
+    from nanofm.tasks.mlm import FillMask
+
+    fill = FillMask.load(args.run_dir, args.checkpoint)
+    for text in args.text:
+        print(text)
+        for i, candidates in enumerate(fill(text, args.top_k)):
+            print(f"  [MASK] {i + 1}: " + ", ".join(f"{tok} {p:.3f}" for tok, p in candidates))
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from nanofm.tasks import build_task, load_task_config
     from nanofm.train import evaluate_model, load_model_weights
@@ -247,14 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes a run folder with metrics.jsonl, TensorBoard logs (if installed), loss_curve.png and "
         "crash-safe checkpoints. Under torchrun, uses DDP (gloo on CPU, NCCL on GPU).",
     )
-    p.add_argument("config", help="run config, e.g. configs/copy-tiny.yaml")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.steps=600 model.d_model=128")
-    p.add_argument("--out", help="run folder (default: runs/<config name>)")
-    p.add_argument("--resume", metavar="auto|CHECKPOINT", help="auto: continue from the newest complete checkpoint, if any")
-    p.add_argument("--budget", metavar="DURATION", help="wall-clock budget (20m, 90s, 1h30m): the schedule ends when it is spent")
-    p.add_argument("--overwrite", action="store_true", help="delete the run folder first")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
+    _add_train_arguments(p, "configs/copy-tiny.yaml")
+    p = sub.add_parser(
+        "pretrain",
+        help="self-supervised pretraining (masked-language-model BERT); the same engine as train",
+        description="Pretrain from a run config, e.g. configs/bert-mini-mlm-es.yaml (prepare the corpus first: "
+        "nanofm data prepare corpus --lang es). Prints held-out masked-token accuracy, perplexity and the "
+        "frequency baseline at the end; same options as `nanofm train`.",
+    )
+    _add_train_arguments(p, "configs/bert-mini-mlm-es.yaml")
+
+    p = sub.add_parser("fill-mask", help="the likeliest tokens for each [MASK] in a sentence, with a pretrained run")
+    p.add_argument("run_dir", help="a run folder written by `nanofm pretrain`")
+    p.add_argument("text", nargs="+", help='text with [MASK], e.g. "La capital de [MASK] es Madrid."')
+    p.add_argument("-k", "--top-k", type=int, default=5, help="candidates per mask (default 5)")
+    p.add_argument("--checkpoint", default="best", help="best, latest, or a checkpoint folder (default: best)")
+    p.set_defaults(func=cmd_fill_mask)
 
     p = sub.add_parser("evaluate", help="evaluate a run's best (or latest) checkpoint on its task's held-out data")
     p.add_argument("run_dir", help="a run folder written by `nanofm train`")

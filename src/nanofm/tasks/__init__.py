@@ -20,10 +20,11 @@ class TaskSpec:
 
 
 def _tasks() -> dict[str, TaskSpec]:
-    from . import copy, translation
+    from . import copy, mlm, translation
 
     return {
         "copy": TaskSpec(copy.CopyTaskConfig, copy.build),
+        "mlm": TaskSpec(mlm.MLMTaskConfig, mlm.build),
         "translate-rnn": TaskSpec(translation.TranslateRNNConfig, translation.build),
         "translate-transformer": TaskSpec(translation.TranslateTransformerConfig, translation.build),
     }

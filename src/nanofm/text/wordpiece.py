@@ -84,6 +84,7 @@ class WordPieceTokenizer:
         ids = [hf.token_to_id(t) for t in SPECIAL_TOKENS]
         if ids != list(range(len(SPECIAL_TOKENS))):
             raise ValueError(f"special tokens {SPECIAL_TOKENS} must have ids 0-{len(SPECIAL_TOKENS) - 1}, got {ids}")
+        hf.add_special_tokens(list(SPECIAL_TOKENS))  # "[MASK]" typed in text is the mask token, never split
         self.hf = hf
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids
         self.special_ids = frozenset(ids)

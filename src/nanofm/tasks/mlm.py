@@ -1,0 +1,190 @@
+"""Masked-language-model pretraining (BERT, BETO): a corpus of documents, a WordPiece tokenizer, documents
+packed into blocks of max_len tokens, dynamic whole-word masking, the MLM head scored at masked positions.
+
+Data: a folder with train.txt and valid.txt (documents separated by a blank line) and tokenizer.json, as
+written by `nanofm data prepare corpus --lang es`, or brought by the user (then set data.tokenizer).
+Metrics on held-out blocks, masked once with a fixed seed: masked-token accuracy and perplexity, beside
+the frequency baseline (always guessing the commonest training token).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from nanofm.data.collate import pad_sequences
+from nanofm.data.corpus import read_corpus
+from nanofm.data.mlm import MaskingConfig, MLMCollator, pack_documents
+from nanofm.models import IGNORE_INDEX
+from nanofm.models.bert import BertConfig, BertForMaskedLM
+from nanofm.registry import get_config
+from nanofm.text.wordpiece import WordPieceTokenizer
+from nanofm.train import TrainConfig
+
+from .base import TaskParts
+
+
+@dataclass
+class CorpusDataConfig:
+    dir: str = "data/corpus-es"  # folder with train.txt and valid.txt (documents separated by a blank line)
+    tokenizer: str | None = None  # tokenizer.json / vocab.txt / folder; None: the one in `dir`
+    max_len: int = 128  # tokens per packed block, [CLS] and [SEP] included
+    eval_blocks: int = 400  # held-out blocks scored at each evaluation (0: all)
+    eval_seed: int = 1234  # the held-out blocks are masked once, with this seed
+
+
+@dataclass
+class MLMTaskConfig:
+    task: Literal["mlm"] = "mlm"  # which task this config is for
+    model: BertConfig = field(default_factory=lambda: get_config("bert-mini"))  # vocab_size: set from the tokenizer
+    data: CorpusDataConfig = field(default_factory=CorpusDataConfig)  # corpus and tokenizer
+    masking: MaskingConfig = field(default_factory=MaskingConfig)  # 15% of words; 80% [MASK], 10% random, 10% kept
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=3000, batch_size=32, lr=1e-3, warmup_steps=300, eval_every=500,
+                                            save_every=500, best_metric="eval/accuracy", best_mode="max", log_every=20)
+    )  # the training run
+
+
+def tokenizer_path(data: CorpusDataConfig) -> Path:
+    return Path(data.tokenizer) if data.tokenizer else Path(data.dir) / "tokenizer.json"
+
+
+def load_blocks(path: Path, tok: WordPieceTokenizer, max_len: int) -> list[dict[str, Tensor]]:
+    """A corpus file -> packed blocks {"tokens": (L,), "word_ids": (L,)}."""
+    docs = read_corpus(path)
+    if not docs:
+        raise ValueError(f"{path}: no documents (expected text, documents separated by a blank line)")
+    encodings = tok.hf.encode_batch(docs, add_special_tokens=False)
+    return pack_documents(((e.ids, e.word_ids) for e in encodings), max_len, tok.cls_id, tok.sep_id)
+
+
+class MLMCollate:
+    """Training blocks are masked afresh at each call; held-out blocks arrive masked (they hold targets)."""
+
+    def __init__(self, masker: MLMCollator):
+        self.masker, self.pad_id = masker, masker.pad_id
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Tensor]:
+        if "targets" not in examples[0]:
+            return self.masker(examples)
+        return {"tokens": pad_sequences([ex["tokens"] for ex in examples], self.pad_id),
+                "targets": pad_sequences([ex["targets"] for ex in examples], IGNORE_INDEX)}
+
+
+def mask_once(blocks: list[dict[str, Tensor]], masker: MLMCollator) -> list[dict[str, Tensor]]:
+    """Fixed masks for held-out blocks (the seeded collator depends on each block's content only)."""
+    out = []
+    for b in blocks:
+        batch = masker([b])
+        out.append({"tokens": batch["tokens"][0], "targets": batch["targets"][0]})
+    return out
+
+
+@torch.no_grad()
+def mlm_metrics(model: BertForMaskedLM, data: list[dict[str, Tensor]], collate: MLMCollate, batch_size: int = 32,
+                baseline_id: int | None = None) -> dict[str, float]:
+    """Masked-token accuracy and perplexity over held-out blocks (and the frequency baseline's accuracy)."""
+    device = next(model.parameters()).device
+    correct = total = base = 0
+    nll = 0.0
+    for i in range(0, len(data), batch_size):
+        batch = {k: v.to(device) for k, v in collate(data[i : i + batch_size]).items()}
+        out = model(**batch)
+        targets = batch["targets"][batch["targets"] != IGNORE_INDEX]  # (N,)
+        correct += int((out.logits.argmax(-1) == targets).sum())
+        base += int((targets == baseline_id).sum()) if baseline_id is not None else 0
+        nll += float(out.loss) * len(targets)
+        total += len(targets)
+    metrics = {"accuracy": correct / max(total, 1), "perplexity": math.exp(nll / max(total, 1))}
+    if baseline_id is not None:
+        metrics["baseline_accuracy"] = base / max(total, 1)
+    return metrics
+
+
+def build(cfg: MLMTaskConfig) -> TaskParts:
+    root = Path(cfg.data.dir)
+    missing = [n for n in ("train.txt", "valid.txt") if not (root / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{root}: missing {', '.join(missing)}; run `nanofm data prepare corpus --lang es "
+                                f"--out {root}` or set data.dir to a folder of your own train.txt and valid.txt")
+    tok_file = tokenizer_path(cfg.data)
+    if not tok_file.exists():
+        raise FileNotFoundError(f"{tok_file}: no tokenizer; `nanofm data prepare corpus` trains one "
+                                "(--vocab-size), or set data.tokenizer")
+    tok = WordPieceTokenizer.load(tok_file)
+    if cfg.data.max_len > cfg.model.max_len:
+        raise ValueError(f"data.max_len={cfg.data.max_len} exceeds model.max_len={cfg.model.max_len}")
+    cfg.model = replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id)
+    torch.manual_seed(cfg.train.seed)
+    model = BertForMaskedLM(cfg.model)
+    train = load_blocks(root / "train.txt", tok, cfg.data.max_len)
+    valid = load_blocks(root / "valid.txt", tok, cfg.data.max_len)
+    if cfg.data.eval_blocks:
+        valid = valid[: cfg.data.eval_blocks]
+    special = sorted(tok.special_ids)
+    make = lambda seed: MLMCollator(tok.vocab_size, tok.mask_id, tok.pad_id, special, cfg.masking, seed)  # noqa: E731
+    collate = MLMCollate(make(None))
+    valid = mask_once(valid, make(cfg.data.eval_seed))
+    counts = Counter(t for b in train for t in b["tokens"].tolist() if t not in tok.special_ids)
+    commonest = counts.most_common(1)[0][0]
+    n_tokens = sum(len(b["tokens"]) for b in train)
+
+    def compute_metrics(model, data) -> dict[str, float]:
+        return mlm_metrics(model, data, collate, baseline_id=commonest)
+
+    def report(model, eval_data, metrics) -> str:
+        m = mlm_metrics(model, eval_data, collate, baseline_id=commonest)
+        return (f"held-out masked tokens: accuracy {m['accuracy']:.2%} (frequency baseline, always "
+                f"{tok.tokens([commonest])[0]!r}: {m['baseline_accuracy']:.2%}), perplexity {m['perplexity']:.1f}")
+
+    return TaskParts(
+        model=model, train_data=train, eval_data=valid, collate=collate, compute_metrics=compute_metrics,
+        report=report,
+        describe=(f"masked-language-model pretraining ({root.name}): {len(train)} blocks of <= {cfg.data.max_len} "
+                  f"tokens ({n_tokens:,} tokens), {len(valid)} held-out blocks; WordPiece vocabulary {tok.vocab_size}"),
+        files={"tokenizer.json": tok_file},
+        extras={"tokenizer": tok},
+    )
+
+
+# ---------------------------------------------------------------- using a pretrained run
+
+
+class FillMask:
+    """A pretrained run folder: `FillMask.load("runs/x")("La capital de [MASK] es Madrid.", k=5)`."""
+
+    def __init__(self, model: BertForMaskedLM, tok: WordPieceTokenizer):
+        self.model, self.tok = model.eval(), tok
+
+    @classmethod
+    def load(cls, run_dir: str | Path, checkpoint: str = "best") -> "FillMask":
+        from nanofm.config import ConfigError
+        from nanofm.tasks import load_task_config
+        from nanofm.train import load_model_weights
+        from nanofm.train.checkpoint import pick_checkpoint
+
+        run_dir = Path(run_dir)
+        cfg = load_task_config(run_dir / "config.yaml")
+        if cfg.task != "mlm":
+            raise ConfigError(f"{run_dir}: not a masked-language-model run (task {cfg.task!r})")
+        model = BertForMaskedLM(cfg.model)
+        load_model_weights(model, pick_checkpoint(run_dir, checkpoint) / "model.safetensors")
+        return cls(model, WordPieceTokenizer.load(run_dir / "tokenizer.json"))
+
+    @torch.no_grad()
+    def __call__(self, text: str, k: int = 5) -> list[list[tuple[str, float]]]:
+        """For each [MASK] in text, the k likeliest tokens with their probabilities."""
+        ids = self.tok.encode(text, max_length=self.model.cfg.max_len).ids
+        where = [i for i, t in enumerate(ids) if t == self.tok.mask_id]
+        if not where:
+            raise ValueError(f"no [MASK] in {text!r}")
+        probs = self.model(torch.tensor([ids])).logits[0, where].softmax(-1)  # (M, V)
+        top = probs.topk(k, dim=-1)
+        return [[(self.tok.tokens([i])[0], p) for i, p in zip(idx.tolist(), pr.tolist())]
+                for idx, pr in zip(top.indices, top.values)]
