@@ -42,15 +42,36 @@ def _count(model) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from nanofm.tasks import load_task_config
+
+    cfg = load_task_config(args.config, _train_overrides(args))
+    _run_training(cfg, Path(args.out) if args.out else Path("runs") / Path(args.config).stem, args)
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from nanofm.config import apply_overrides, from_dict
+    from nanofm.tasks.finetune import FinetuneTaskConfig, finetune_config
+
+    task_dir = args.task if Path(args.task).is_dir() else str(Path(args.tasks_dir) / args.task)
+    data = finetune_config(args.run_dir, task_dir, args.from_scratch)
+    origins = {"": f"fine-tuning config of {args.run_dir}"}
+    apply_overrides(data, _train_overrides(args), origins)
+    cfg = from_dict(FinetuneTaskConfig, data, origins)
+    start = "scratch" if args.from_scratch else "pretrained"
+    _run_training(cfg, Path(args.out) if args.out else Path(args.run_dir) / f"finetune-{Path(task_dir).name}-{start}", args)
+
+
+def _train_overrides(args: argparse.Namespace) -> list[str]:
+    return list(args.overrides) + ([f"train.budget={args.budget}"] if args.budget else [])
+
+
+def _run_training(cfg, run_dir: Path, args: argparse.Namespace) -> None:
     import shutil
 
     from nanofm.config import to_yaml
-    from nanofm.tasks import build_task, load_task_config
+    from nanofm.tasks import build_task
     from nanofm.train import Trainer, distributed
 
-    overrides = list(args.overrides) + ([f"train.budget={args.budget}"] if args.budget else [])
-    cfg = load_task_config(args.config, overrides)
-    run_dir = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     info = distributed.setup(cfg.train.device)
     if args.overwrite and args.resume:
         raise ConfigError("--overwrite and --resume contradict each other")
@@ -86,13 +107,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def _add_train_arguments(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("config", help=f"run config, e.g. {example}")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.steps=600 model.d_model=128")
-    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    _add_run_options(p, "runs/<config name>")
+    p.set_defaults(func=cmd_train)
+
+
+def _add_run_options(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.steps=600 train.lr=1e-4")
+    p.add_argument("--out", help=f"run folder (default: {default_out})")
     p.add_argument("--resume", metavar="auto|CHECKPOINT", help="auto: continue from the newest complete checkpoint, if any")
     p.add_argument("--budget", metavar="DURATION", help="wall-clock budget (20m, 90s, 1h30m): the schedule ends when it is spent")
     p.add_argument("--overwrite", action="store_true", help="delete the run folder first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
 
 
 def cmd_fill_mask(args: argparse.Namespace) -> None:
@@ -277,6 +302,21 @@ def build_parser() -> argparse.ArgumentParser:
         "frequency baseline at the end; same options as `nanofm train`.",
     )
     _add_train_arguments(p, "configs/bert-mini-mlm-es.yaml")
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a pretrained BERT run on a labelled task (or the same architecture from random weights)",
+        description="Fine-tune the encoder of a `nanofm pretrain` run on a task folder (task.json, train/dev/test.tsv; "
+        "`nanofm data prepare beto-tasks` writes four): a classifier on [CLS] for classification tasks, on each "
+        "word's first sub-word for tagging. Evaluates on dev while training and prints the test score at the end.",
+    )
+    p.add_argument("run_dir", help="a run folder written by `nanofm pretrain`")
+    p.add_argument("--task", required=True, help="a task name under --tasks-dir (libreoffice-area, fortunes-category, "
+                   "pos-silver, ner-silver) or a task folder")
+    p.add_argument("--tasks-dir", default="data/beto-tasks", help="where task names are looked up (default data/beto-tasks)")
+    p.add_argument("--from-scratch", action="store_true", help="random weights of the same architecture (the baseline)")
+    _add_run_options(p, "RUN_DIR/finetune-TASK-pretrained (or -scratch)")
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("fill-mask", help="the likeliest tokens for each [MASK] in a sentence, with a pretrained run")
     p.add_argument("run_dir", help="a run folder written by `nanofm pretrain`")

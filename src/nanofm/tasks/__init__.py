@@ -20,10 +20,11 @@ class TaskSpec:
 
 
 def _tasks() -> dict[str, TaskSpec]:
-    from . import copy, mlm, translation
+    from . import copy, finetune, mlm, translation
 
     return {
         "copy": TaskSpec(copy.CopyTaskConfig, copy.build),
+        "finetune": TaskSpec(finetune.FinetuneTaskConfig, finetune.build),
         "mlm": TaskSpec(mlm.MLMTaskConfig, mlm.build),
         "translate-rnn": TaskSpec(translation.TranslateRNNConfig, translation.build),
         "translate-transformer": TaskSpec(translation.TranslateTransformerConfig, translation.build),

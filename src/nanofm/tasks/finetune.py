@@ -1,0 +1,169 @@
+"""Supervised fine-tuning of BERT on a labelled task folder (see nanofm.data.spanish_tasks for the format):
+sequence classification on the pooled [CLS] vector, or token classification (POS, NER) with each word's
+label on its first sub-word. Starts from a pretrained run's weights (`init`) or from random weights of
+the same architecture (init: null), which is what the BETO-style table compares.
+
+Metrics on the dev split while training (the test split is reported at the end): accuracy, and for BIO
+tagging tasks entity-level F1 (an entity counts when its type and both boundaries are right).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from nanofm.data import PadCollate
+from nanofm.data.spanish_tasks import TaskData, load_task
+from nanofm.models import IGNORE_INDEX
+from nanofm.models.bert import BertConfig, BertForSequenceClassification, BertForTokenClassification, load_pretrained_encoder
+from nanofm.registry import get_config
+from nanofm.text.wordpiece import WordPieceTokenizer
+from nanofm.train import TrainConfig
+
+from .base import TaskParts
+
+
+@dataclass
+class FinetuneDataConfig:
+    dir: str = "data/beto-tasks/libreoffice-area"  # task folder: task.json, train.tsv, dev.tsv, test.tsv
+    tokenizer: str = "data/corpus-es/tokenizer.json"  # the pretrained model's tokenizer
+    max_len: int = 128  # longer examples are truncated
+
+
+@dataclass
+class FinetuneTaskConfig:
+    task: Literal["finetune"] = "finetune"  # which task this config is for
+    init: str | None = None  # pretrained run folder (its best checkpoint) or a model.safetensors; None: random weights
+    model: BertConfig = field(default_factory=lambda: get_config("bert-mini"))  # n_labels: set from the task
+    data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)  # the labelled task
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=1000, batch_size=32, lr=2e-4, warmup_steps=100, schedule="linear",
+                                            eval_every=250, save_every=250, best_metric="eval/score", best_mode="max",
+                                            log_every=20)
+    )  # the training run
+
+
+def encode_examples(task: TaskData, split: str, tok: WordPieceTokenizer, max_len: int) -> list[dict[str, Tensor]]:
+    """Examples -> {"tokens": (T,), "targets": () class id, or (T,) tag ids on first sub-words}."""
+    index = {label: i for i, label in enumerate(task.labels)}
+
+    def label_id(label: str, n: int) -> int:
+        if label not in index:
+            raise ValueError(f"{task.name}/{split}.tsv: example {n + 1} has label {label!r}, not among {task.labels}")
+        return index[label]
+
+    out = []
+    for n, ex in enumerate(task.splits[split]):
+        if task.kind == "classification":
+            enc = tok.encode(ex.text, max_length=max_len)
+            out.append({"tokens": torch.tensor(enc.ids), "targets": torch.tensor(label_id(ex.label, n))})
+            continue
+        enc = tok.encode_words(ex.words, max_length=max_len)
+        targets, prev = [], None
+        for w in enc.word_ids:  # a word's tag on its first sub-word only
+            targets.append(label_id(ex.tags[w], n) if w is not None and w != prev else IGNORE_INDEX)
+            prev = w
+        out.append({"tokens": torch.tensor(enc.ids), "targets": torch.tensor(targets)})
+    return out
+
+
+def bio_entities(tags: list[str]) -> set[tuple[int, int, str]]:
+    """BIO tags -> {(start, end, type)}; an I- without its B- starts an entity (conlleval's convention)."""
+    spans, start, kind = set(), None, None
+    for i, tag in enumerate([*tags, "O"]):
+        inside = tag.startswith("I-") and kind == tag[2:]
+        if start is not None and not inside:
+            spans.add((start, i, kind))
+            start, kind = None, None
+        if tag.startswith("B-") or (tag.startswith("I-") and not inside):
+            start, kind = i, tag[2:]
+    return spans
+
+
+@torch.no_grad()
+def predict(model, data: list[dict[str, Tensor]], collate, batch_size: int = 64) -> list[Tensor]:
+    """Predicted ids for each example: () for sequences, (n_words,) for tagging (at first sub-words)."""
+    model.eval()
+    device = next(model.parameters()).device
+    preds = []
+    for i in range(0, len(data), batch_size):
+        chunk = data[i : i + batch_size]
+        batch = collate(chunk)
+        logits = model(tokens=batch["tokens"].to(device)).logits.argmax(-1).cpu()  # (B,) or (B, T)
+        for row, ex in zip(logits, chunk):
+            preds.append(row if row.ndim == 0 else row[: len(ex["targets"])][ex["targets"] != IGNORE_INDEX])
+    return preds
+
+
+def score(task: TaskData, model, data: list[dict[str, Tensor]], collate) -> dict[str, float]:
+    """accuracy (of sequences or of words) and, for BIO tagging, entity-level precision, recall and F1;
+    `score` is the task's metric."""
+    preds = predict(model, data, collate)
+    golds = [ex["targets"] if ex["targets"].ndim == 0 else ex["targets"][ex["targets"] != IGNORE_INDEX] for ex in data]
+    right = sum(int((p == g).sum()) for p, g in zip(preds, golds))
+    total = sum(g.numel() for g in golds)
+    metrics = {"accuracy": right / max(total, 1)}
+    if task.metric == "entity_f1":
+        found = correct = gold_n = 0
+        for p, g in zip(preds, golds):
+            pe = bio_entities([task.labels[i] for i in p.tolist()])
+            ge = bio_entities([task.labels[i] for i in g.tolist()])
+            found, gold_n, correct = found + len(pe), gold_n + len(ge), correct + len(pe & ge)
+        precision, recall = correct / max(found, 1), correct / max(gold_n, 1)
+        metrics.update(precision=precision, recall=recall, entity_f1=2 * precision * recall / max(precision + recall, 1e-12))
+    metrics["score"] = metrics[task.metric]
+    return metrics
+
+
+def build(cfg: FinetuneTaskConfig) -> TaskParts:
+    task = load_task(cfg.data.dir)
+    tok = WordPieceTokenizer.load(cfg.data.tokenizer)
+    cfg.model = replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_labels=len(task.labels))
+    torch.manual_seed(cfg.train.seed)
+    model_cls = BertForSequenceClassification if task.kind == "classification" else BertForTokenClassification
+    model = model_cls(cfg.model)
+    start = "random weights"
+    if cfg.init:
+        from nanofm.train.checkpoint import pick_checkpoint, read_state_dict
+
+        path = Path(cfg.init)
+        weights = path if path.suffix == ".safetensors" else pick_checkpoint(path, "best") / "model.safetensors"
+        load_pretrained_encoder(model, read_state_dict(weights))
+        start = f"pretrained weights {weights}"
+    max_len = min(cfg.data.max_len, cfg.model.max_len)
+    train, dev, test = (encode_examples(task, s, tok, max_len) for s in ("train", "dev", "test"))
+    collate = PadCollate({"tokens": tok.pad_id, "targets": IGNORE_INDEX})
+
+    def report(model, eval_data, metrics) -> str:
+        m = score(task, model, test, collate)
+        silver = " (silver labels)" if task.silver else ""
+        return f"test{silver}: {task.metric} {m['score']:.4f}, " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "score")
+
+    return TaskParts(
+        model=model, train_data=train, eval_data=dev, collate=collate,
+        compute_metrics=lambda model, data: score(task, model, data, collate), report=report,
+        describe=(f"fine-tuning {task.name} ({task.kind}{', silver' if task.silver else ''}, {len(task.labels)} labels, "
+                  f"metric {task.metric}): {len(train)} train, {len(dev)} dev, {len(test)} test; from {start}"),
+        files={"tokenizer.json": Path(cfg.data.tokenizer)},
+        extras={"task": task, "test": test, "tokenizer": tok},
+    )
+
+
+def finetune_config(run_dir: str | Path, task_dir: str, from_scratch: bool) -> dict[str, Any]:
+    """The fine-tuning config (as a dict, for overrides) for a pretrained run folder: its model section and
+    tokenizer, the task folder, and init = the run (or None with from_scratch)."""
+    from nanofm.config import ConfigError, to_dict
+    from nanofm.tasks import load_task_config
+
+    run_dir = Path(run_dir)
+    pre = load_task_config(run_dir / "config.yaml")
+    if pre.task != "mlm":
+        raise ConfigError(f"{run_dir}: not a pretraining run (task {pre.task!r}); fine-tune from a `nanofm pretrain` run")
+    cfg = FinetuneTaskConfig(init=None if from_scratch else str(run_dir), model=pre.model,
+                             data=FinetuneDataConfig(dir=task_dir, tokenizer=str(run_dir / "tokenizer.json"),
+                                                     max_len=pre.data.max_len))
+    return to_dict(cfg)
