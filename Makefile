@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench bench-translation data-translation data-corpus data-beto-tasks clean
+.PHONY: test demo bench bench-translation bench-beto data-translation data-corpus data-beto-tasks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ data-beto-tasks: $(STAMP)
 # the RNN baseline against the Transformer, 20 minutes of training each (about 45 minutes in all)
 bench-translation: data-translation
 	$(BIN)/nanofm compare translation --budget $(or $(BUDGET),20m) --data data/translation-es-en
+
+# Spanish BERT: pretrain bert-mini (30 minutes), then the BETO-style table (8 fine-tuning runs of 3 minutes)
+bench-beto: data-corpus data-beto-tasks
+	$(BIN)/nanofm pretrain configs/bert-mini-mlm-es.yaml --budget $(or $(BUDGET),30m) --resume auto
+	$(BIN)/nanofm benchmark beto runs/bert-mini-mlm-es --budget $(or $(FINETUNE_BUDGET),3m)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

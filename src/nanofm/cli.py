@@ -267,6 +267,15 @@ def cmd_compare(args: argparse.Namespace) -> None:
                         beam=args.beam, progress=not args.no_progress)
 
 
+def cmd_benchmark_beto(args: argparse.Namespace) -> None:
+    from nanofm.tasks.benchmark import benchmark_beto, format_table
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    result = benchmark_beto(args.run_dirs, args.tasks_dir, tasks, args.out, [f"train.budget={args.budget}", *args.overrides])
+    print(format_table(result), end="")
+    print(f"written to {Path(args.out) / 'table.md'} and table.json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nanofm",
@@ -418,6 +427,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--beam", type=int, default=4, help="beam size for the test translations (default 4)")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
     q.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("benchmark", help="fine-tune models on a task suite and print a results table")
+    bench_sub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    q = bench_sub.add_parser(
+        "beto",
+        help="the BETO-style table: each pretrained run and the same architecture from random weights, on every task",
+        description="Fine-tune every pretrained run given, and the first one's architecture from random weights, on "
+        "each task of the suite (nanofm data prepare beto-tasks); score the test split at the best dev checkpoint; "
+        "print a Markdown table (best value of each row bold) and write table.md and table.json.",
+    )
+    q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="folders written by `nanofm pretrain`")
+    q.add_argument("--tasks", default="libreoffice-area,fortunes-category,pos-silver,ner-silver",
+                   help="comma-separated task names (default: the four of the suite)")
+    q.add_argument("--tasks-dir", default="data/beto-tasks", help="where the task folders are (default data/beto-tasks)")
+    q.add_argument("--budget", default="3m", help="wall-clock budget of EACH fine-tuning run (default 3m)")
+    q.add_argument("--out", default="runs/benchmark-beto", help="folder for the runs, table.md and table.json")
+    q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="fine-tuning overrides, e.g. train.lr=1e-4")
+    q.set_defaults(func=cmd_benchmark_beto)
     return parser
 
 

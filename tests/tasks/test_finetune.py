@@ -90,3 +90,18 @@ def test_finetune_starts_from_the_pretrained_encoder_or_from_scratch(pretrained,
 def test_finetune_needs_a_pretraining_run(tasks, tmp_path, capsys):
     assert main(["finetune", str(tmp_path), "--task", str(tasks[0])]) != 0
     assert "config.yaml" in capsys.readouterr().err
+
+
+def test_benchmark_beto_table(pretrained, tasks, tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = ["benchmark", "beto", str(pretrained), "--tasks", "verbo,ner", "--tasks-dir", str(tasks[0].parent),
+            "--out", str(out), "train.budget=null", "train.steps=30", "train.batch_size=16", "train.warmup_steps=5",
+            "train.eval_every=15", "train.save_every=15", "train.lr=3e-3"]
+    assert main(args) == 0
+    table = (out / "table.md").read_text()
+    result = json.loads((out / "table.json").read_text())
+    assert [r["task"] for r in result["rows"]] == ["verbo", "ner"]
+    assert result["columns"] == ["run (pretrained)", "run architecture, random weights"]
+    assert "| verbo | accuracy (test) |" in table and "| ner | entity_f1 (test) |" in table and "**" in table
+    assert "Mean gain of pretraining" in table and "BETO-cased" in table
+    assert table in capsys.readouterr().out
