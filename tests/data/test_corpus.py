@@ -67,9 +67,11 @@ def test_read_inputs_errors_name_the_file(tmp_path):
 
 def test_cli_corpus_end_to_end_is_deterministic(tmp_path, capsys):
     outs = []
-    for run in ("a", "b"):
+    moved = tmp_path / "elsewhere" / "input"  # the same files in another place: the same split
+    shutil.copytree(FIXTURES / "input", moved)
+    for run, source in (("a", FIXTURES / "input"), ("b", moved)):
         out = tmp_path / run
-        rc = main(["data", "prepare", "corpus", "--input", str(FIXTURES / "input"), "--blocks",
+        rc = main(["data", "prepare", "corpus", "--input", str(source), "--blocks",
                    "--valid-fraction", "0.4", "--vocab-size", "120", "--out", str(out)])
         assert rc == 0
         stats = json.loads((out / "stats.json").read_text())

@@ -94,19 +94,19 @@ def read_inputs(paths: Sequence[str | Path], blocks: bool = False) -> list[Docum
     """Documents from your UTF-8 text files (folders are searched recursively, hidden files skipped):
     one per file, or with `blocks` one per blank-line-separated block. A missing path, an empty file
     or invalid UTF-8 raises ValueError naming the file."""
-    files: list[Path] = []
-    for p in map(Path, paths):
+    files: list[tuple[Path, str]] = []  # (file, document id): ids never hold where the input lies, so the
+    for p in map(Path, paths):          # held-out split is the same in any checkout
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and not any(s.startswith(".") for s in f.relative_to(p).parts))
             if not found:
                 raise ValueError(f"{p}: folder holds no files")
-            files += found
+            files += [(f, f"{p.name}/{f.relative_to(p).as_posix()}") for f in found]
         elif p.is_file():
-            files.append(p)
+            files.append((p, p.name))
         else:
             raise ValueError(f"{p}: no such file or folder")
     docs = []
-    for f in files:
+    for f, doc_id in files:
         try:
             text = f.read_bytes().decode("utf-8")
         except UnicodeDecodeError as e:
@@ -115,9 +115,9 @@ def read_inputs(paths: Sequence[str | Path], blocks: bool = False) -> list[Docum
             raise ValueError(f"{f}: empty file")
         if blocks:
             parts = [clean_lines(b.splitlines(), False) for b in text.replace("\r\n", "\n").split("\n\n")]
-            docs += [Document("input", f"{f.as_posix()}#{i}", b) for i, b in enumerate(filter(None, parts))]
+            docs += [Document("input", f"{doc_id}#{i}", b) for i, b in enumerate(filter(None, parts))]
         else:
-            docs.append(Document("input", f.as_posix(), clean_lines(text.splitlines(), False)))
+            docs.append(Document("input", doc_id, clean_lines(text.splitlines(), False)))
     return docs
 
 
