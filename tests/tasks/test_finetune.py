@@ -80,7 +80,7 @@ def test_finetune_starts_from_the_pretrained_encoder_or_from_scratch(pretrained,
     pre = read_state_dict(pick_checkpoint(pretrained, "best") / "model.safetensors")
     for flag, same in (([], True), (["--from-scratch"], False)):
         out = tmp_path / f"ft{len(flag)}"
-        assert main(["finetune", str(pretrained), "--task", str(tasks[0]), "--out", str(out), *flag, *FAST[:1],
+        assert main(["finetune", str(pretrained), "--task", str(tasks[0]), "--out", str(out), *flag,
                      "train.steps=1", "train.lr=1e-9", "--no-progress"]) == 0
         tuned = read_state_dict(pick_checkpoint(out, "latest") / "model.safetensors")
         key = "bert.encoder.layers.0.ff.fc1.weight"
