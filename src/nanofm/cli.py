@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune",
         help="fine-tune a pretrained BERT run on a labelled task (or the same architecture from random weights)",
         description="Fine-tune the encoder of a `nanofm pretrain` run on a task folder (task.json, train/dev/test.tsv; "
-        "`nanofm data prepare beto-tasks` writes four): a classifier on [CLS] for classification tasks, on each "
+        "`nanofm data prepare beto-tasks` writes four; or CoNLL-2002, CoNLL-U, MLDoc, PAWS-X or XNLI files that "
+        "task.json names with \"format\" and \"files\"): a classifier on [CLS] for classification tasks, on each "
         "word's first sub-word for tagging. Evaluates on dev while training and prints the test score at the end.",
     )
     p.add_argument("run_dir", help="a run folder written by `nanofm pretrain`")

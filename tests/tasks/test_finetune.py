@@ -1,5 +1,6 @@
-"""Fine-tuning the tiny pretrained BERT: classification and tagging task folders, label alignment, entity F1,
-the pretrained weights really loaded, and the from-scratch baseline."""
+"""Fine-tuning the tiny pretrained BERT: classification and tagging task folders, label alignment, sentence
+pairs with segment ids, entity F1 (against seqeval), the pretrained weights really loaded, and the from-scratch
+baseline."""
 
 import json
 import random
@@ -9,14 +10,17 @@ import pytest
 import torch
 
 from nanofm.cli import main
-from nanofm.data.spanish_tasks import TaggedSentence, load_task
-from nanofm.models import IGNORE_INDEX
-from nanofm.tasks.finetune import bio_entities, encode_examples
+from nanofm.data import PadCollate
+from nanofm.data.spanish_tasks import Example, TaggedSentence, TaskData, load_task
+from nanofm.models import IGNORE_INDEX, BertForSequenceClassification
+from nanofm.registry import get_config
+from nanofm.tasks.finetune import bio_entities, encode_examples, entity_scores, predict
 from nanofm.text.wordpiece import WordPieceTokenizer
 from nanofm.train.checkpoint import pick_checkpoint, read_state_dict
 
 from tests.tasks.conftest import SENTENCES
 
+FORMATS = Path(__file__).parents[1] / "fixtures" / "benchmark-formats"
 ENTITIES = {"El niño": "PER", "La niña": "PER", "Mi madre": "PER", "El señor": "PER", "La capital": "LOC"}
 FAST = ["train.steps=60", "train.batch_size=16", "train.warmup_steps=5", "train.eval_every=30", "train.save_every=30",
         "train.lr=3e-3", "--no-progress"]
@@ -49,6 +53,71 @@ def tasks(tmp_path_factory):
 def test_bio_entities():
     assert bio_entities(["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-ORG"]) == {(0, 2, "PER"), (3, 4, "LOC"), (4, 5, "LOC"), (5, 6, "ORG")}
     assert bio_entities(["O", "O"]) == set()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # seqeval: precision undefined without predicted entities
+def test_entity_scores_equal_seqeval():
+    seqeval = pytest.importorskip("seqeval.metrics")
+    rng = random.Random(0)
+    tags = ["O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG", "B-MISC"]  # I- without B-, type changes
+    for _ in range(300):
+        gold = [[rng.choice(tags) for _ in range(rng.randint(1, 10))] for _ in range(rng.randint(1, 4))]
+        pred = [[t if rng.random() < 0.6 else rng.choice(tags) for t in g] for g in gold]
+        ours = entity_scores(gold, pred)
+        theirs = {"precision": seqeval.precision_score(gold, pred), "recall": seqeval.recall_score(gold, pred),
+                  "entity_f1": seqeval.f1_score(gold, pred)}
+        assert ours == pytest.approx(theirs, abs=1e-12), (gold, pred)
+
+
+def _pair_task(pairs: list[Example]) -> TaskData:
+    return TaskData("pairs", "classification", "accuracy", sorted({ex.label for ex in pairs}), False, {"train": pairs})
+
+
+def test_pairs_are_encoded_with_segment_ids(pretrained):
+    tok = WordPieceTokenizer.load(pretrained / "tokenizer.json")
+    a, b = SENTENCES[0], SENTENCES[1]
+    ids_a, ids_b = tok.encode(a).ids[1:-1], tok.encode(b).ids[1:-1]
+    single, pair = encode_examples(_pair_task([Example(a, "0"), Example(a, "1", b)]), "train", tok, 32)
+    (short,) = encode_examples(_pair_task([Example(a + " " + a, "1", b)]), "train", tok, 2 * len(ids_b) + 3)
+    assert pair["tokens"].tolist() == [tok.cls_id, *ids_a, tok.sep_id, *ids_b, tok.sep_id]
+    assert pair["segments"].tolist() == [0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1)
+    assert single["segments"].tolist() == [0] * len(single["tokens"])
+    # too long: the longer text (a twice) is cut down to b's length, b is kept whole
+    assert short["tokens"].tolist() == [tok.cls_id, *(ids_a * 2)[: len(ids_b)], tok.sep_id, *ids_b, tok.sep_id]
+    assert short["segments"].tolist() == [0] * (len(ids_b) + 2) + [1] * (len(ids_b) + 1)
+
+
+def test_pair_classifier_overfits_a_batch(pretrained):
+    """The verb of the second sentence: every sentence is on both sides, so the model must tell a from b."""
+    tok = WordPieceTokenizer.load(pretrained / "tokenizer.json")
+    task = _pair_task([Example(a, b.split()[2], b) for a in SENTENCES for b in SENTENCES])
+    data = encode_examples(task, "train", tok, 32)
+    collate = PadCollate({"tokens": tok.pad_id, "segments": 0, "targets": IGNORE_INDEX})
+    batch = collate(data)
+    assert batch["segments"].max() == 1
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(get_config("bert-tiny-debug", vocab_size=tok.vocab_size, n_labels=len(task.labels)))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(100):
+        loss = model(**batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0]
+    assert torch.equal(torch.stack(predict(model, data, collate)), batch["targets"])
+
+
+@pytest.mark.parametrize("fmt", ["pawsx", "conll2002"])
+def test_finetune_cli_on_benchmark_format_folders(pretrained, fmt, tmp_path, capsys):
+    out = tmp_path / "ft"
+    args = ["finetune", str(pretrained), "--task", str(FORMATS / fmt), "--out", str(out), "train.steps=2",
+            "train.batch_size=2", "train.warmup_steps=1", "train.eval_every=2", "train.save_every=2", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    metric = {"pawsx": "accuracy", "conll2002": "entity_f1"}[fmt]
+    assert f"fine-tuning {fmt} (" in printed and f"metric {metric}" in printed and f"test: {metric} " in printed
 
 
 def test_tags_go_on_first_sub_words(pretrained, tasks):

@@ -19,6 +19,8 @@ Files, which you can also write yourself (UTF-8, tab-separated, no header):
   tagging         one word per line: word<TAB>tag, a blank line after each sentence (CoNLL-like)
   task.json       {"kind": "classification" | "tagging", "metric": ..., "labels": [...], "silver": ...}
 A malformed line is a ValueError naming file and line ("dev.tsv:7: expected 2 tab-separated fields, got 1").
+A task folder may instead hold the real BETO benchmarks' files as distributed (CoNLL-2002, UD CoNLL-U,
+MLDoc, PAWS-X, XNLI): task.json then names their "format" and "files" (see nanofm.data.benchmark_formats).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ SPACY_HINT = ("pip install 'nanofm[spanish]' && pip install --no-deps es-core-ne
 class Example(NamedTuple):
     text: str
     label: str
+    text_b: str | None = None  # the second sentence of a pair (PAWS-X, XNLI); None for a single text
 
 
 class TaggedSentence(NamedTuple):
@@ -72,7 +75,9 @@ def _field_ok(s: str) -> bool:
 
 def write_classification(path: str | Path, examples: Iterable[Example]) -> None:
     lines = []
-    for i, (text, label) in enumerate(examples, 1):
+    for i, (text, label, text_b) in enumerate(examples, 1):
+        if text_b is not None:
+            raise ValueError(f"{path}: example {i}: a sentence pair; the label<TAB>text format holds single texts")
         if not (_field_ok(text) and _field_ok(label)):
             raise ValueError(f"{path}: example {i}: empty field, or a tab or line break in {label!r} / {text[:40]!r}")
         lines.append(f"{label}\t{text}\n")
@@ -134,8 +139,14 @@ def read_tagged(path: str | Path) -> list[TaggedSentence]:
 
 
 def load_task(task_dir: str | Path) -> TaskData:
-    """A task folder: task.json ({"kind": "classification" or "tagging"}, optionally "metric",
-    "labels", "silver") and train.tsv, dev.tsv, test.tsv. Labels default to the sorted labels seen."""
+    """A task folder: task.json and a train, dev and test file. task.json holds "kind" ("classification"
+    or "tagging") and optionally "metric" (default accuracy), "labels" (default: the sorted labels seen in
+    train), "silver", "format" and "files". "format" is "tsv" (default: this module's files) or a real
+    benchmark's (conll2002, conllu, mldoc, pawsx, xnli; see nanofm.data.benchmark_formats), which also
+    sets the default kind, and entity_f1 as the metric for conll2002. "files" names the split files,
+    e.g. {"train": "esp.train", "dev": "esp.testa", "test": "esp.testb"} (default train.tsv, dev.tsv, test.tsv)."""
+    from .benchmark_formats import FORMATS  # it imports this module
+
     d = Path(task_dir)
     meta_path = d / "task.json"
     try:
@@ -144,21 +155,30 @@ def load_task(task_dir: str | Path) -> TaskData:
         raise ValueError(f"{meta_path}: missing; write {{\"kind\": \"classification\"}} or {{\"kind\": \"tagging\"}}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{meta_path}:{e.lineno}: invalid JSON ({e.msg})") from None
-    kind = meta.get("kind")
-    if kind not in ("classification", "tagging"):
-        raise ValueError(f"{meta_path}: \"kind\" must be \"classification\" or \"tagging\", got {kind!r}")
-    reader = read_classification if kind == "classification" else read_tagged
+    fmt = meta.get("format", "tsv")
+    if fmt not in ["tsv", *FORMATS]:
+        raise ValueError(f"{meta_path}: \"format\" must be one of {['tsv', *FORMATS]}, got {fmt!r}")
+    reader, fmt_kind = FORMATS.get(fmt, (None, None))
+    kind = meta.get("kind", fmt_kind)
+    if kind not in ("classification", "tagging") or (fmt_kind and kind != fmt_kind):
+        need = f"\"{fmt_kind}\" (format {fmt})" if fmt_kind else "\"classification\" or \"tagging\""
+        raise ValueError(f"{meta_path}: \"kind\" must be {need}, got {kind!r}")
+    reader = reader or (read_classification if kind == "classification" else read_tagged)
+    files = meta.get("files", {})
+    if not isinstance(files, dict) or not set(files) <= set(SPLITS):
+        raise ValueError(f"{meta_path}: \"files\" must map splits {list(SPLITS)} to file names, got {files!r}")
+    files = {s: files.get(s, f"{s}.tsv") for s in SPLITS}
     splits = {}
     for s in SPLITS:
-        if not (d / f"{s}.tsv").is_file():
-            raise ValueError(f"{d / f'{s}.tsv'}: missing (a task needs train.tsv, dev.tsv and test.tsv)")
-        splits[s] = reader(d / f"{s}.tsv")
+        if not (d / files[s]).is_file():
+            raise ValueError(f"{d / files[s]}: missing (the {s} split; a task needs train, dev and test files)")
+        splits[s] = reader(d / files[s])
     if not splits["train"]:
-        raise ValueError(f"{d / 'train.tsv'}: no examples")
+        raise ValueError(f"{d / files['train']}: no examples")
     seen = sorted({x.label for x in splits["train"]} if kind == "classification"
                   else {t for x in splits["train"] for t in x.tags})
     labels = meta.get("labels") or seen
-    metric = meta.get("metric") or "accuracy"
+    metric = meta.get("metric") or ("entity_f1" if fmt == "conll2002" else "accuracy")
     return TaskData(meta.get("name", d.name), kind, metric, list(labels), bool(meta.get("silver", False)), splits)
 
 

@@ -1,10 +1,12 @@
 """Supervised fine-tuning of BERT on a labelled task folder (see nanofm.data.spanish_tasks for the format):
-sequence classification on the pooled [CLS] vector, or token classification (POS, NER) with each word's
+sequence classification on the pooled [CLS] vector (a sentence pair, as in PAWS-X and XNLI, is one sequence
+[CLS] a [SEP] b [SEP] with segment ids 0 then 1), or token classification (POS, NER) with each word's
 label on its first sub-word. Starts from a pretrained run's weights (`init`) or from random weights of
 the same architecture (init: null), which is what the BETO-style table compares.
 
 Metrics on the dev split while training (the test split is reported at the end): accuracy, and for BIO
-tagging tasks entity-level F1 (an entity counts when its type and both boundaries are right).
+tagging tasks entity-level F1 (an entity counts when its type and both boundaries are right; an I- tag
+without its B- starts an entity, as in conlleval). It equals seqeval's default mode (checked in the tests).
 """
 
 from __future__ import annotations
@@ -48,26 +50,28 @@ class FinetuneTaskConfig:
 
 
 def encode_examples(task: TaskData, split: str, tok: WordPieceTokenizer, max_len: int) -> list[dict[str, Tensor]]:
-    """Examples -> {"tokens": (T,), "targets": () class id, or (T,) tag ids on first sub-words}."""
+    """Examples -> {"tokens": (T,), "segments": (T,) 0 or 1 (1 over the second text of a pair and its [SEP]),
+    "targets": () class id, or (T,) tag ids on first sub-words}. A pair too long loses tokens from its longer text."""
     index = {label: i for i, label in enumerate(task.labels)}
 
     def label_id(label: str, n: int) -> int:
         if label not in index:
-            raise ValueError(f"{task.name}/{split}.tsv: example {n + 1} has label {label!r}, not among {task.labels}")
+            raise ValueError(f"{task.name}, {split} split: example {n + 1} has label {label!r}, not among {task.labels}")
         return index[label]
 
     out = []
     for n, ex in enumerate(task.splits[split]):
         if task.kind == "classification":
-            enc = tok.encode(ex.text, max_length=max_len)
-            out.append({"tokens": torch.tensor(enc.ids), "targets": torch.tensor(label_id(ex.label, n))})
+            enc = tok.encode(ex.text, max_len) if ex.text_b is None else tok.encode_pair(ex.text, ex.text_b, max_len)
+            out.append({"tokens": torch.tensor(enc.ids), "segments": torch.tensor(enc.type_ids),
+                        "targets": torch.tensor(label_id(ex.label, n))})
             continue
         enc = tok.encode_words(ex.words, max_length=max_len)
         targets, prev = [], None
         for w in enc.word_ids:  # a word's tag on its first sub-word only
             targets.append(label_id(ex.tags[w], n) if w is not None and w != prev else IGNORE_INDEX)
             prev = w
-        out.append({"tokens": torch.tensor(enc.ids), "targets": torch.tensor(targets)})
+        out.append({"tokens": torch.tensor(enc.ids), "segments": torch.tensor(enc.type_ids), "targets": torch.tensor(targets)})
     return out
 
 
@@ -84,6 +88,16 @@ def bio_entities(tags: list[str]) -> set[tuple[int, int, str]]:
     return spans
 
 
+def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
+    """Micro-averaged entity precision, recall and entity_f1 over sentences of BIO tags (seqeval's default mode)."""
+    found = correct = gold_n = 0
+    for g, p in zip(gold, pred, strict=True):
+        ge, pe = bio_entities(g), bio_entities(p)
+        found, gold_n, correct = found + len(pe), gold_n + len(ge), correct + len(pe & ge)
+    precision, recall = correct / max(found, 1), correct / max(gold_n, 1)
+    return {"precision": precision, "recall": recall, "entity_f1": 2 * precision * recall / max(precision + recall, 1e-12)}
+
+
 @torch.no_grad()
 def predict(model, data: list[dict[str, Tensor]], collate, batch_size: int = 64) -> list[Tensor]:
     """Predicted ids for each example: () for sequences, (n_words,) for tagging (at first sub-words)."""
@@ -93,7 +107,7 @@ def predict(model, data: list[dict[str, Tensor]], collate, batch_size: int = 64)
     for i in range(0, len(data), batch_size):
         chunk = data[i : i + batch_size]
         batch = collate(chunk)
-        logits = model(tokens=batch["tokens"].to(device)).logits.argmax(-1).cpu()  # (B,) or (B, T)
+        logits = model(tokens=batch["tokens"].to(device), segments=batch["segments"].to(device)).logits.argmax(-1).cpu()
         for row, ex in zip(logits, chunk):
             preds.append(row if row.ndim == 0 else row[: len(ex["targets"])][ex["targets"] != IGNORE_INDEX])
     return preds
@@ -108,13 +122,8 @@ def score(task: TaskData, model, data: list[dict[str, Tensor]], collate) -> dict
     total = sum(g.numel() for g in golds)
     metrics = {"accuracy": right / max(total, 1)}
     if task.metric == "entity_f1":
-        found = correct = gold_n = 0
-        for p, g in zip(preds, golds):
-            pe = bio_entities([task.labels[i] for i in p.tolist()])
-            ge = bio_entities([task.labels[i] for i in g.tolist()])
-            found, gold_n, correct = found + len(pe), gold_n + len(ge), correct + len(pe & ge)
-        precision, recall = correct / max(found, 1), correct / max(gold_n, 1)
-        metrics.update(precision=precision, recall=recall, entity_f1=2 * precision * recall / max(precision + recall, 1e-12))
+        metrics.update(entity_scores([[task.labels[i] for i in g.tolist()] for g in golds],
+                                     [[task.labels[i] for i in p.tolist()] for p in preds]))
     metrics["score"] = metrics[task.metric]
     return metrics
 
@@ -136,7 +145,7 @@ def build(cfg: FinetuneTaskConfig) -> TaskParts:
         start = f"pretrained weights {weights}"
     max_len = min(cfg.data.max_len, cfg.model.max_len)
     train, dev, test = (encode_examples(task, s, tok, max_len) for s in ("train", "dev", "test"))
-    collate = PadCollate({"tokens": tok.pad_id, "targets": IGNORE_INDEX})
+    collate = PadCollate({"tokens": tok.pad_id, "segments": 0, "targets": IGNORE_INDEX})
 
     def report(model, eval_data, metrics) -> str:
         m = score(task, model, test, collate)
