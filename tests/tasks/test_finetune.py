@@ -164,7 +164,7 @@ def test_finetune_needs_a_pretraining_run(tasks, tmp_path, capsys):
 def test_benchmark_beto_table(pretrained, tasks, tmp_path, capsys):
     out = tmp_path / "bench"
     args = ["benchmark", "beto", str(pretrained), "--tasks", "verbo,ner", "--tasks-dir", str(tasks[0].parent),
-            "--out", str(out), "train.budget=null", "train.steps=30", "train.batch_size=16", "train.warmup_steps=5",
+            "--out", str(out), "train.epochs=null", "train.steps=30", "train.batch_size=16", "train.warmup_steps=5",
             "train.eval_every=15", "train.save_every=15", "train.lr=3e-3"]
     assert main(args) == 0
     table = (out / "table.md").read_text()

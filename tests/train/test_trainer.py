@@ -130,6 +130,14 @@ def test_budget_run_resumed_before_its_length_was_fixed(tmp_path):
     assert time.perf_counter() - t < 4.0 and resumed.step == resumed.total_steps > 10
 
 
+def test_epochs_set_the_number_of_steps():
+    trainer = make_trainer(tiny_config(steps=1, epochs=2.5, batch_size=16))  # 64 examples: 2.5 * 64 / 16 = 10 steps
+    trainer.fit()
+    assert trainer.total_steps == trainer.step == 10
+    with pytest.raises(ValueError, match="cannot be combined with budget"):
+        tiny_config(epochs=1, budget="5s")
+
+
 def test_schedule_and_weight_decay_groups():
     cfg = tiny_config(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1).train
     assert lr_at(0, 100, cfg) == pytest.approx(0.1) and lr_at(9, 100, cfg) == pytest.approx(1.0)

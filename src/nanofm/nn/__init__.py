@@ -3,7 +3,7 @@
 from .attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention
 from .block import BlockCache, TransformerBlock
 from .heads import ClassificationHead, MLMHead, Pooler
-from .layers import FeedForward, PatchEmbedding, activation
+from .layers import DropPath, FeedForward, PatchEmbedding, activation
 from .positional import (
     LearnedPositionalEmbedding,
     SinCos2DPositionalEmbedding,
@@ -19,6 +19,7 @@ __all__ = [
     "BlockCache",
     "ClassificationHead",
     "Decoder",
+    "DropPath",
     "Encoder",
     "FeedForward",
     "KVCache",

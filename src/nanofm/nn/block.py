@@ -3,6 +3,7 @@ residual connection with LayerNorm. Post-norm (original Transformer, BERT) and p
 one flag:
   post-norm (norm_first=False):  x = norm(x + dropout(sublayer(x)))
   pre-norm  (norm_first=True):   x = x + dropout(sublayer(norm(x)))
+With drop_path > 0 (stochastic depth, ViT/DeiT), each residual branch is also dropped per sample in training.
 
 Legend: B batch, T target length, S context (memory) length, D model width.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from .attention import KVCache, MultiHeadAttention
-from .layers import FeedForward
+from .layers import DropPath, FeedForward
 
 
 @dataclass
@@ -45,6 +46,7 @@ class TransformerBlock(nn.Module):
         context_dim: int | None = None,
         norm_eps: float = 1e-5,
         bias: bool = True,
+        drop_path: float = 0.0,
     ):
         super().__init__()
         self.norm_first = norm_first
@@ -58,13 +60,14 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(d_model, d_ff, act, dropout, bias)
         self.ff_norm = nn.LayerNorm(d_model, eps=norm_eps)
         self.dropout = nn.Dropout(dropout)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def _residual(self, x: Tensor, norm: nn.LayerNorm, sublayer) -> tuple[Tensor, Tensor | None]:
         if self.norm_first:
             out, weights = sublayer(norm(x))
-            return x + self.dropout(out), weights
+            return x + self.drop_path(self.dropout(out)), weights
         out, weights = sublayer(x)
-        return norm(x + self.dropout(out)), weights
+        return norm(x + self.drop_path(self.dropout(out))), weights
 
     def forward(
         self,

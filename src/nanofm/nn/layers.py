@@ -1,4 +1,4 @@
-"""Feed-forward layer and patch embedding.
+"""Feed-forward layer, patch embedding and stochastic depth (DropPath).
 
 Legend: B batch, T tokens, D model width, F feed-forward width, C channels, P patch size.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -55,3 +56,20 @@ class PatchEmbedding(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.proj(images).flatten(2).transpose(1, 2)  # (B, D, g, g) -> (B, g*g, D)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016, as in timm): in training, zero a residual branch's output for a
+    random `p` of the samples and scale the rest by 1/(1-p); the identity in eval mode. x (B, ...)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop-path rate must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty(x.size(0), *(1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)

@@ -38,14 +38,18 @@ class TransformerStack(nn.Module):
         context_dim: int | None = None,
         final_norm: bool | None = None,
         bias: bool = True,
+        drop_path: float = 0.0,
     ):
         super().__init__()
         self.causal = causal
+        # stochastic depth grows linearly with depth, from 0 at the first block to drop_path at the last (timm)
+        rates = [drop_path * i / max(n_layers - 1, 1) for i in range(n_layers)]
         self.layers = nn.ModuleList(
             TransformerBlock(
-                d_model, n_heads, d_ff, dropout, attn_dropout, act, norm_first, cross_attention, context_dim, norm_eps, bias
-            )
-            for _ in range(n_layers)
+                d_model, n_heads, d_ff, dropout, attn_dropout, act, norm_first, cross_attention, context_dim, norm_eps, bias,
+                drop_path=rate,
+            )  # fmt: skip
+            for rate in rates
         )
         # pre-norm stacks end with a LayerNorm (their residual stream is never normalised otherwise)
         self.final_norm = nn.LayerNorm(d_model, eps=norm_eps) if (norm_first if final_norm is None else final_norm) else None

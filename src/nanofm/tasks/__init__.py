@@ -20,11 +20,13 @@ class TaskSpec:
 
 
 def _tasks() -> dict[str, TaskSpec]:
-    from . import copy, finetune, mlm, translation
+    from . import copy, finetune, mlm, translation, vision
 
     return {
         "copy": TaskSpec(copy.CopyTaskConfig, copy.build),
         "finetune": TaskSpec(finetune.FinetuneTaskConfig, finetune.build),
+        "image-classify": TaskSpec(vision.ImageClassifyTaskConfig, vision.build_classify),
+        "mae": TaskSpec(vision.MAETaskConfig, vision.build_mae),
         "mlm": TaskSpec(mlm.MLMTaskConfig, mlm.build),
         "translate-rnn": TaskSpec(translation.TranslateRNNConfig, translation.build),
         "translate-transformer": TaskSpec(translation.TranslateTransformerConfig, translation.build),
@@ -49,8 +51,24 @@ def load_task_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     return load_config(tasks[name].config_cls, path, overrides)
 
 
+def load_trained(run_dir: str | Path, task: str, what: str, model_cls: Callable[[Any], Any],
+                 checkpoint: str = "best") -> tuple[Any, Any]:
+    """(config, model with its `checkpoint` weights) of a run folder that must be of `task` (`what` names
+    it in the error)."""
+    from nanofm.train import load_model_weights
+    from nanofm.train.checkpoint import pick_checkpoint
+
+    run_dir = Path(run_dir)
+    cfg = load_task_config(run_dir / "config.yaml")
+    if cfg.task != task:
+        raise ConfigError(f"{run_dir}: not {what} run (task {cfg.task!r})")
+    model = model_cls(cfg.model)
+    load_model_weights(model, pick_checkpoint(run_dir, checkpoint) / "model.safetensors")
+    return cfg, model
+
+
 def build_task(cfg: Any) -> TaskParts:
     return _tasks()[cfg.task].build(cfg)
 
 
-__all__ = ["TaskParts", "build_task", "load_task_config", "task_names"]
+__all__ = ["TaskParts", "build_task", "load_task_config", "load_trained", "task_names"]

@@ -17,6 +17,7 @@ class TaskParts:
     collate: Callable[[list[Any]], dict[str, Any]]
     compute_metrics: Callable[[nn.Module, Sequence[Any]], dict[str, float]] | None = None  # task metrics
     report: Callable[[nn.Module, Sequence[Any], dict[str, float]], str] | None = None  # what `train` prints at the end
+    pictures: Callable[[nn.Module, Path], list[Path]] | None = None  # PNGs written into the run folder at the end
     describe: str = ""  # one line about the task, printed before training
     files: dict[str, Path] = field(default_factory=dict)  # files to copy into the run folder (e.g. tokenizer.json)
     extras: dict[str, Any] = field(default_factory=dict)  # task-specific pieces (a tokenizer, a test split)

@@ -165,18 +165,10 @@ class FillMask:
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best") -> "FillMask":
-        from nanofm.config import ConfigError
-        from nanofm.tasks import load_task_config
-        from nanofm.train import load_model_weights
-        from nanofm.train.checkpoint import pick_checkpoint
+        from nanofm.tasks import load_trained
 
-        run_dir = Path(run_dir)
-        cfg = load_task_config(run_dir / "config.yaml")
-        if cfg.task != "mlm":
-            raise ConfigError(f"{run_dir}: not a masked-language-model run (task {cfg.task!r})")
-        model = BertForMaskedLM(cfg.model)
-        load_model_weights(model, pick_checkpoint(run_dir, checkpoint) / "model.safetensors")
-        return cls(model, WordPieceTokenizer.load(run_dir / "tokenizer.json"))
+        _, model = load_trained(run_dir, "mlm", "a masked-language-model", BertForMaskedLM, checkpoint)
+        return cls(model, WordPieceTokenizer.load(Path(run_dir) / "tokenizer.json"))
 
     @torch.no_grad()
     def __call__(self, text: str, k: int = 5) -> list[list[tuple[str, float]]]:

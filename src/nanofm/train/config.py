@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -11,6 +12,7 @@ from typing import Literal
 class TrainConfig:
     steps: int = 1000  # optimizer steps (replaced by what fits when `budget` is set)
     budget: str | None = None  # wall-clock budget like "20m", "90s", "1h30m": the schedule ends when it is spent
+    epochs: float | None = None  # passes over the training data; replaces `steps` (ceil(epochs * examples / batch))
     batch_size: int = 64  # examples per optimizer step, over all processes and micro-batches
     micro_batch_size: int | None = None  # examples per forward pass per process; None = batch_size / world size
     group_by_length: bool = False  # batch examples of similar length together (less padding; needs data with .lengths)
@@ -43,6 +45,12 @@ class TrainConfig:
             raise ValueError("warmup_steps, eval_every, save_every must be >= 0; log_every, keep_last >= 1")
         if self.budget is not None:
             parse_duration(self.budget)
+        if self.epochs is not None and (self.epochs <= 0 or self.budget is not None):
+            raise ValueError("epochs must be > 0, and cannot be combined with budget (set one of the two)")
+
+    def steps_for(self, n_examples: int) -> int:
+        """Optimizer steps of the run: `steps`, or what `epochs` passes over n_examples take."""
+        return self.steps if self.epochs is None else max(1, math.ceil(self.epochs * n_examples / self.batch_size))
 
     def budget_seconds(self) -> float | None:
         return None if self.budget is None else parse_duration(self.budget)

@@ -82,7 +82,7 @@ class Trainer:
         # the state a checkpoint holds
         self.step = 0  # optimizer steps done (skipped non-finite steps included)
         self.micro = 0  # micro-batches of the current step already accumulated
-        self.total_steps: int | None = None if cfg.budget else cfg.steps
+        self.total_steps: int | None = None if cfg.budget else cfg.steps_for(len(train_data))
         self.skipped_steps = 0
         self.consecutive_bad = 0
         self.best: dict[str, Any] = {"metric": cfg.best_metric, "value": None, "checkpoint": None}

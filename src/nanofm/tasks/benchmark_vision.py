@@ -1,0 +1,120 @@
+"""The vision table: what masked-autoencoder pretraining buys a ViT at the same total budget.
+
+Three runs of the same ViT on the same data: trained from scratch for the whole budget; MAE-pretrained
+for a share of it, then fine-tuned for the rest; and a linear probe of the MAE encoder's frozen features
+(its own, stated budget). Test accuracy at each run's best validation checkpoint; images/s of training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from nanofm.config import apply_overrides, from_dict, to_yaml
+from nanofm.train.config import parse_duration
+
+
+def _seconds_to_text(s: float) -> str:
+    return f"{s / 60:g}m" if s >= 60 else f"{s:g}s"
+
+
+def train_run(cfg: Any, out: Path, progress: bool = False) -> dict[str, float]:
+    """Train one task config into `out` (resuming if it was interrupted); test accuracy of the best
+    checkpoint (classification) and training images/s."""
+    from nanofm.train import Trainer, load_model_weights
+    from nanofm.train.checkpoint import pick_checkpoint
+    from nanofm.train.tracking import read_metrics
+
+    from . import build_task
+    from .vision import accuracy
+
+    parts = build_task(cfg)
+    trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
+                      compute_metrics=parts.compute_metrics, run_dir=out, config_yaml=to_yaml(cfg), resume="auto",
+                      progress=progress)
+    trainer.fit()
+    if parts.pictures is not None:
+        parts.pictures(parts.model, out)
+    records = [r for r in read_metrics(out / "metrics.jsonl") if "loss" in r and "elapsed" in r]
+    last = records[-1] if records else {"step": trainer.step, "elapsed": float("nan")}
+    result = {"steps": trainer.step, "images_per_s": last["step"] * cfg.train.batch_size / max(last["elapsed"], 1e-9),
+              "seconds": last["elapsed"]}
+    if cfg.task == "image-classify":
+        best = pick_checkpoint(out, "best") if cfg.train.best_metric else pick_checkpoint(out, "latest")
+        load_model_weights(parts.model, best / "model.safetensors")
+        result["test_accuracy"] = accuracy(parts.model, parts.extras["test"], parts.collate)["accuracy"]
+    return result
+
+
+def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str | Path, pretrain_share: float = 0.5,
+                     probe_budget: str = "3m", overrides: list[str] = (), log: Callable[[str], None] = print) -> dict:
+    """Run the three columns; write out/table.md and out/table.json; return the results."""
+    from nanofm.tasks import load_task_config
+    from nanofm.tasks.vision import ImageClassifyTaskConfig, vision_finetune_config
+
+    if not 0.0 < pretrain_share < 1.0:
+        raise ValueError(f"pretrain_share must be in (0, 1), got {pretrain_share}")
+    total = parse_duration(budget)
+    out = Path(out)
+    pre_budget, ft_budget = _seconds_to_text(total * pretrain_share), _seconds_to_text(total * (1 - pretrain_share))
+
+    log(f"== ViT from scratch, {budget}")
+    scratch_cfg = load_task_config(scratch_config, [*overrides, f"train.budget={budget}"])
+    scratch = train_run(scratch_cfg, out / "scratch")
+    log(f"   test accuracy {scratch['test_accuracy']:.4f}, {scratch['images_per_s']:.0f} images/s")
+
+    mae_cfg = load_task_config(mae_config, [*overrides, f"train.budget={pre_budget}"])
+    keys = ("d_model", "n_layers", "n_heads", "d_ff", "patch_size", "pool", "pos")
+    if any(getattr(mae_cfg.model, k) != getattr(scratch_cfg.model, k) for k in keys):
+        raise ValueError(f"{mae_config} and {scratch_config} must describe the same ViT ({', '.join(keys)})")
+    log(f"== MAE pretraining, {pre_budget}")
+    mae = train_run(mae_cfg, out / "mae")
+    log(f"   {mae['images_per_s']:.0f} images/s")
+
+    def from_mae(linear_probe: bool, length: str, name: str) -> dict[str, float]:
+        data = vision_finetune_config(out / "mae", scratch_cfg.data.dir, False, linear_probe)
+        if not linear_probe:  # fine-tune with the from-scratch run's recipe, so that only the start differs
+            data["train"] = _as_dict(scratch_cfg.train)
+            data["data"]["augment"] = _as_dict(scratch_cfg.data.augment)
+        origins = {"": f"fine-tuning of {out / 'mae'}"}
+        apply_overrides(data, [*overrides, f"train.budget={length}"], origins)
+        return train_run(from_dict(ImageClassifyTaskConfig, data, origins), out / name)
+
+    log(f"== MAE encoder fine-tuned, {ft_budget}")
+    finetuned = from_mae(False, ft_budget, "mae-finetune")
+    log(f"   test accuracy {finetuned['test_accuracy']:.4f}")
+    log(f"== linear probe of the MAE encoder, {probe_budget}")
+    probe = from_mae(True, probe_budget, "mae-linear-probe")
+    log(f"   test accuracy {probe['test_accuracy']:.4f}")
+
+    result = {
+        "model": f"ViT {scratch_cfg.model.d_model} wide, {scratch_cfg.model.n_layers} layers, patch {scratch_cfg.model.patch_size}",
+        "data": scratch_cfg.data.dir, "budget": budget, "pretrain_budget": pre_budget, "finetune_budget": ft_budget,
+        "probe_budget": probe_budget, "scratch": scratch, "mae": mae, "mae_finetune": finetuned, "linear_probe": probe,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "table.md").write_text(format_vision_table(result))
+    return result
+
+
+def _as_dict(obj: Any) -> dict:
+    from nanofm.config import to_dict
+
+    return to_dict(obj)
+
+
+def format_vision_table(r: dict) -> str:
+    s, f, p, m = r["scratch"], r["mae_finetune"], r["linear_probe"], r["mae"]
+    lines = [
+        "| model | budget | from scratch (test acc.) | MAE + fine-tune (test acc.) | linear probe of MAE (test acc.) "
+        "| images/s: scratch / MAE pretrain / fine-tune |",
+        "|---|---|---|---|---|---|",
+        f"| {r['model']} | {r['budget']} (MAE: {r['pretrain_budget']} + {r['finetune_budget']}; probe {r['probe_budget']}) "
+        f"| {100 * s['test_accuracy']:.2f} | {100 * f['test_accuracy']:.2f} | {100 * p['test_accuracy']:.2f} "
+        f"| {s['images_per_s']:.0f} / {m['images_per_s']:.0f} / {f['images_per_s']:.0f} |",
+        "",
+        f"MAE + fine-tune minus from scratch: {100 * (f['test_accuracy'] - s['test_accuracy']):+.2f} points.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,124 @@
+"""The vision tasks end to end through the CLI, on a tiny learnable image set: ViT training and `classify`,
+MAE pretraining with its reconstructions, fine-tuning from it, the linear probe, and the vision table."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nanofm.cli import main
+from nanofm.train.checkpoint import pick_checkpoint, read_state_dict
+from tests.vision.fakes import write_idx
+
+TINY = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.d_ff=64", "model.patch_size=7"]
+MAE_TINY = [*TINY, "mae.decoder_dim=32", "mae.decoder_layers=1", "mae.decoder_heads=2", "mae.decoder_d_ff=64"]
+RUN = ["data.augment.flip=false", "train.batch_size=16", "train.warmup_steps=5", "train.log_every=5", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second thread only adds contention
+    yield
+    torch.set_num_threads(threads)
+
+
+def _patterns(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """28x28 images whose class (0..3) is the quadrant that is bright, plus noise."""
+    labels = np.arange(n) % 4
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        r, k = divmod(int(c), 2)
+        images[i, 14 * r : 14 * r + 14, 14 * k : 14 * k + 14] += 180
+    return images, labels.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(0)
+    src = tmp / "src"
+    src.mkdir()
+    for prefix, n in (("train", 240), ("t10k", 40)):
+        images, labels = _patterns(n, rng)
+        write_idx(src / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(src / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    out = tmp / "prepared"
+    assert main(["data", "prepare", "fashion-mnist", "--source", str(src), "--out", str(out), "--val-size", "40"]) == 0
+    return out
+
+
+def _is_png(path) -> bool:
+    with Image.open(path) as im:
+        im.verify()
+        return im.format == "PNG"
+
+
+def test_vit_trains_classifies_and_draws(data, tmp_path, capsys):
+    run = tmp_path / "vit"
+    args = ["train", "configs/vit-fmnist.yaml", f"data.dir={data}", *TINY, "train.steps=80", "train.lr=3e-3",
+            "train.eval_every=40", "train.save_every=40", *RUN, "--out", str(run)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "image classification (prepared, 10 classes, 28x28x1): 200 train, 40 val, 40 test" in out
+    acc = float(out.split("test accuracy ")[1].split()[0])
+    assert acc >= 0.9, out  # four bright quadrants: learnable in 80 steps
+    for name in ("confusion_matrix.png", "attention_rollout.png", "loss_curve.png"):
+        assert _is_png(run / name)
+    cfg = (run / "config.yaml").read_text()
+    assert "classes:" in cfg and "mean:" in cfg  # what `classify` needs travels with the run
+
+    image = tmp_path / "quadrant.png"
+    pixels = np.zeros((56, 56), np.uint8)
+    pixels[28:, 28:] = 255  # bottom right: class 3, at twice the size (classify resizes)
+    Image.fromarray(pixels).convert("RGB").save(image)  # RGB: classify converts to the model's one channel
+    assert main(["classify", str(run), str(image), "-k", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{image}: Dress ") and line.count(",") == 1  # class 3 of Fashion-MNIST is "Dress"
+
+
+def test_mae_pretrain_finetune_and_linear_probe(data, tmp_path, capsys):
+    mae = tmp_path / "mae"
+    args = ["pretrain", "configs/mae-vit-fmnist.yaml", f"data.dir={data}", *MAE_TINY, "train.steps=40",
+            "train.lr=3e-3", "train.eval_every=20", "train.save_every=20", *RUN, "--out", str(mae)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "masked-autoencoder pretraining" in out and "held-out reconstruction loss" in out
+    assert _is_png(mae / "reconstructions.png")
+    losses = [r["loss"] for r in map(json.loads, (mae / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert losses[-1] < losses[0]
+    encoder = {k.removeprefix("encoder."): v for k, v in
+               read_state_dict(pick_checkpoint(mae, "latest") / "model.safetensors").items() if k.startswith("encoder.")}
+
+    tuned = tmp_path / "tuned"
+    assert main(["finetune", str(mae), "--task", str(data), "train.steps=20", "train.eval_every=20",
+                 "train.save_every=20", *RUN, "--out", str(tuned)]) == 0
+    out = capsys.readouterr().out
+    assert "full training from MAE encoder" in out and "test accuracy" in out
+
+    probe = tmp_path / "probe"
+    assert main(["finetune", str(mae), "--task", str(data), "--linear-probe", "train.steps=20",
+                 "train.eval_every=20", "train.save_every=20", *RUN, "--out", str(probe)]) == 0
+    assert "linear probe (frozen encoder)" in capsys.readouterr().out
+    after = read_state_dict(pick_checkpoint(probe, "latest") / "model.safetensors")
+    assert all(torch.equal(after[k], v) for k, v in encoder.items())  # the encoder stayed frozen
+    assert {k for k in after if k not in encoder} == {"head.weight", "head.bias"}
+
+    assert main(["finetune", str(mae), "--task", str(data), "--linear-probe", "--from-scratch"]) == 2
+    assert "cannot start from scratch" in capsys.readouterr().err
+
+
+def test_vision_benchmark_table(data, tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = ["benchmark", "vision", "--budget", "6s", "--probe-budget", "2s", "--out", str(out), f"data.dir={data}",
+            *TINY, "data.augment.flip=false", "train.batch_size=16", "train.warmup_steps=2", "train.eval_every=0", "train.save_every=0"]
+    assert main(args) == 0
+    table = (out / "table.md").read_text()
+    result = json.loads((out / "table.json").read_text())
+    assert result["pretrain_budget"] == "3s" and result["finetune_budget"] == "3s"
+    for column in ("scratch", "mae_finetune", "linear_probe"):
+        assert 0.0 <= result[column]["test_accuracy"] <= 1.0
+    assert "| from scratch (test acc.) | MAE + fine-tune (test acc.) |" in table and "MAE + fine-tune minus" in table
+    assert table in capsys.readouterr().out
