@@ -122,3 +122,15 @@ def test_vision_benchmark_table(data, tmp_path, capsys):
         assert 0.0 <= result[column]["test_accuracy"] <= 1.0
     assert "| from scratch (test acc.) | MAE + fine-tune (test acc.) |" in table and "MAE + fine-tune minus" in table
     assert table in capsys.readouterr().out
+
+
+def test_a_stopped_run_is_never_scored(tmp_path):
+    from types import SimpleNamespace
+
+    from nanofm.tasks.base import fit_to_end
+    from nanofm.train import TrainingError
+
+    stopped = SimpleNamespace(fit=lambda: {}, stopped=True, step=7)
+    with pytest.raises(TrainingError, match="stopped at step 7; rerun the same command to resume"):
+        fit_to_end(stopped, tmp_path)
+    assert fit_to_end(SimpleNamespace(fit=lambda: {"eval/loss": 1.0}, stopped=False, step=9), tmp_path) == {"eval/loss": 1.0}

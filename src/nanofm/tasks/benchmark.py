@@ -26,6 +26,7 @@ def finetune_and_score(run_dir: str | Path, task_dir: str | Path, from_scratch: 
     from nanofm.train.checkpoint import pick_checkpoint
 
     from . import build_task
+    from .base import fit_to_end
     from .finetune import FinetuneTaskConfig, finetune_config, score
 
     data = finetune_config(run_dir, str(task_dir), from_scratch)
@@ -36,7 +37,7 @@ def finetune_and_score(run_dir: str | Path, task_dir: str | Path, from_scratch: 
     trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
                       compute_metrics=parts.compute_metrics, run_dir=out, config_yaml=to_yaml(cfg), resume="auto",
                       progress=progress)
-    trainer.fit()
+    fit_to_end(trainer, out)
     load_model_weights(parts.model, pick_checkpoint(out, "best") / "model.safetensors")
     return score(parts.extras["task"], parts.model, parts.extras["test"], parts.collate)
 

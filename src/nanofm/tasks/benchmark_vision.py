@@ -27,13 +27,14 @@ def train_run(cfg: Any, out: Path, progress: bool = False) -> dict[str, float]:
     from nanofm.train.tracking import read_metrics
 
     from . import build_task
+    from .base import fit_to_end
     from .vision import accuracy
 
     parts = build_task(cfg)
     trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
                       compute_metrics=parts.compute_metrics, run_dir=out, config_yaml=to_yaml(cfg), resume="auto",
                       progress=progress)
-    trainer.fit()
+    fit_to_end(trainer, out)
     if parts.pictures is not None:
         parts.pictures(parts.model, out)
     records = [r for r in read_metrics(out / "metrics.jsonl") if "loss" in r and "elapsed" in r]

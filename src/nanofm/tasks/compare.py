@@ -13,6 +13,7 @@ from nanofm.train.checkpoint import pick_checkpoint
 from nanofm.train.tracking import read_metrics
 
 from . import build_task, load_task_config
+from .base import fit_to_end
 from .translation import evaluate_test
 
 
@@ -34,7 +35,7 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
         for file, src in parts.files.items():
             shutil.copyfile(src, run_dir / file)
         t = time.perf_counter()
-        trainer.fit()
+        fit_to_end(trainer, run_dir)
         train_seconds = time.perf_counter() - t
         load_model_weights(parts.model, pick_checkpoint(run_dir, "best") / "model.safetensors")
         tok, test = parts.extras["tokenizer"], parts.extras["test"]

@@ -43,7 +43,7 @@ class FinetuneTaskConfig:
     model: BertConfig = field(default_factory=lambda: get_config("bert-mini"))  # n_labels: set from the task
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)  # the labelled task
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(steps=1000, batch_size=32, lr=2e-4, warmup_steps=100, schedule="linear",
+        default_factory=lambda: TrainConfig(steps=1000, batch_size=32, lr=5e-4, warmup_steps=100, schedule="linear",
                                             eval_every=250, save_every=250, best_metric="eval/score", best_mode="max",
                                             log_every=20)
     )  # the training run
