@@ -99,7 +99,7 @@ class ImageCollate:
         x = torch.stack([ex["images"] for ex in examples]).float() / 255  # (B, C, H, W) in [0, 1]
         if examples[0]["augment"]:
             x = augment(x, self.aug)
-        batch = {"images": (x - self.mean) / self.std}
+        batch = {"images": self.normalise(x)}
         if self.with_targets:
             batch["targets"] = torch.stack([ex["targets"] for ex in examples])
         return batch
@@ -107,7 +107,7 @@ class ImageCollate:
 
 def load_image_data(cfg: ImageDataConfig, seed: int = 0) -> tuple[ImageSet, ImageSet, ImageSet | None]:
     """(train, eval, test) sets; fills cfg.mean, cfg.std and cfg.classes from the training split when unset."""
-    from nanofm.data.fashion_mnist import load_split
+    from nanofm.data.fashion_mnist import channel_stats, load_split
 
     train = load_split(cfg.dir, "train")
     if cfg.val_size:
@@ -122,9 +122,7 @@ def load_image_data(cfg: ImageDataConfig, seed: int = 0) -> tuple[ImageSet, Imag
         evals = load_split(cfg.dir, cfg.eval_split)
     test = load_split(cfg.dir, cfg.test_split) if cfg.test_split else None
     if cfg.mean is None or cfg.std is None:
-        x = train.images[:20000].float() / 255  # (n, C, H, W): enough images for two decimals
-        cfg.mean = [round(v, 4) for v in x.mean((0, 2, 3)).tolist()]
-        cfg.std = [round(v, 4) for v in x.std((0, 2, 3)).tolist()]
+        cfg.mean, cfg.std = channel_stats(train.images)
     cfg.classes = list(train.classes)
     return train, evals, test
 
