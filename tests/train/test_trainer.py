@@ -130,6 +130,19 @@ def test_budget_run_resumed_before_its_length_was_fixed(tmp_path):
     assert time.perf_counter() - t < 4.0 and resumed.step == resumed.total_steps > 10
 
 
+def test_a_finished_run_is_continued_with_more_steps(tmp_path):
+    first = make_trainer(tiny_config(steps=4, warmup_steps=1, schedule="linear"), tmp_path / "run")
+    first.fit()
+    cfg = tiny_config(steps=6, warmup_steps=1, schedule="linear")
+    longer = make_trainer(cfg, tmp_path / "run", resume="auto")
+    assert (longer.step, longer.total_steps) == (4, 6)
+    longer.fit()
+    assert longer.step == 6 and [s for s, _ in _losses(tmp_path / "run")] == list(range(1, 7))
+    assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(lr_at(5, 6, cfg.train))
+    with pytest.raises(TrainingError, match="already at step 6, past this config's 5 steps"):
+        make_trainer(tiny_config(steps=5), tmp_path / "run", resume="auto")
+
+
 def test_epochs_set_the_number_of_steps():
     trainer = make_trainer(tiny_config(steps=1, epochs=2.5, batch_size=16))  # 64 examples: 2.5 * 64 / 16 = 10 steps
     trainer.fit()

@@ -394,7 +394,8 @@ class Trainer:
             for name, p in self.model.named_parameters():
                 if name in grads:
                     p.grad = grads[name].to(self.device)
-        self.step, self.micro, self.total_steps = state["step"], state["micro"], state["total_steps"]
+        self.step, self.micro = state["step"], state["micro"]
+        self._resume_length(path, state["total_steps"])
         self.skipped_steps, self.consecutive_bad = state["skipped_steps"], state["consecutive_bad"]
         self.best, self.window, self.elapsed = state["best"], state["window"], state["elapsed_seconds"]
         self.last_metrics, self.last_metrics_step = state.get("metrics", {}), state.get("metrics_step")
@@ -402,6 +403,19 @@ class Trainer:
         _set_rng_state(state["rng"][self.dist.rank])
         if self.dist.is_main:
             tqdm.write(f"resumed from {path} (step {self.step}" + (f", micro-batch {self.micro})" if self.micro else ")"))
+
+    def _resume_length(self, path: Path, saved: int | None) -> None:
+        """A budget run keeps the length it fixed. A step (or epoch) run takes this config's length, so a
+        finished run can be continued (train.steps=6000 on a 4000-step run): the schedule is laid over the new
+        length from the step reached, e.g. linear decay restarts from lr * (1 - progress at that step)."""
+        if self.cfg.budget or saved is None or saved == self.total_steps:
+            self.total_steps = saved if self.cfg.budget else self.total_steps
+            return
+        if self.total_steps < self.step:
+            raise TrainingError(f"{path}: already at step {self.step}, past this config's {self.total_steps} steps")
+        if self.dist.is_main:
+            tqdm.write(f"{path}: the run was laid out for {saved} steps, this config asks for {self.total_steps}: "
+                       f"the learning-rate schedule is laid over {self.total_steps} steps from step {self.step}")
 
     # ------------------------------------------------------------------ end
 
