@@ -50,10 +50,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     from nanofm.config import apply_overrides, from_dict
+    from nanofm.interop import is_hf_folder
     from nanofm.tasks import load_task_config
     from nanofm.tasks.finetune import FinetuneTaskConfig, finetune_config
 
-    if load_task_config(_run_config(Path(args.run_dir))).task == "mae":
+    if not is_hf_folder(args.run_dir) and load_task_config(_run_config(Path(args.run_dir))).task == "mae":
         return _finetune_vision(args)
     if args.linear_probe:
         raise ConfigError("--linear-probe is for MAE runs (a head on frozen image features)")
@@ -320,6 +321,16 @@ def cmd_benchmark_beto(args: argparse.Namespace) -> None:
     print(f"written to {Path(args.out) / 'table.md'} and table.json")
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    from nanofm.interop import convert_from_hf, convert_to_hf
+
+    if args.from_hf:
+        lines = convert_from_hf(args.from_hf, args.out, overwrite=args.overwrite)
+    else:
+        lines = convert_to_hf(args.to_hf, args.out, checkpoint=args.checkpoint, overwrite=args.overwrite)
+    print("\n".join(lines))
+
+
 def cmd_benchmark_vision(args: argparse.Namespace) -> None:
     from nanofm.tasks.benchmark_vision import benchmark_vision, format_vision_table
 
@@ -369,14 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "finetune",
         help="fine-tune a pretrained run (BERT or MAE) on a labelled task (or the same architecture from random weights)",
-        description="BERT runs: fine-tune the encoder of a `nanofm pretrain` run on a task folder (task.json, "
+        description="BERT runs: fine-tune the encoder of a `nanofm pretrain` run (or of a Hugging Face BERT folder: "
+        "config.json, model.safetensors or pytorch_model.bin, tokenizer files) on a task folder (task.json, "
         "train/dev/test.tsv; `nanofm data prepare beto-tasks` writes four; or CoNLL-2002, CoNLL-U, MLDoc, PAWS-X or "
         "XNLI files that task.json names with \"format\" and \"files\"): a classifier on [CLS] for classification "
         "tasks, on each word's first sub-word for tagging. MAE runs: a ViT classifier on an image folder "
         "(--task fashion-mnist reads data/fashion-mnist), fully fine-tuned or, with --linear-probe, a head on the "
         "frozen encoder. Evaluates on dev while training and prints the test score at the end.",
     )
-    p.add_argument("run_dir", help="a run folder written by `nanofm pretrain`")
+    p.add_argument("run_dir", help="a run folder written by `nanofm pretrain`, or a Hugging Face BERT folder")
     p.add_argument("--task", required=True, help="a task name under --tasks-dir (libreoffice-area, fortunes-category, "
                    "pos-silver, ner-silver), fashion-mnist (MAE runs: data/fashion-mnist), or a task or image folder")
     p.add_argument("--tasks-dir", default="data/beto-tasks", help="where task names are looked up (default data/beto-tasks)")
@@ -386,11 +398,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("fill-mask", help="the likeliest tokens for each [MASK] in a sentence, with a pretrained run")
-    p.add_argument("run_dir", help="a run folder written by `nanofm pretrain`")
+    p.add_argument("run_dir", help="a run folder written by `nanofm pretrain`, or a Hugging Face BERT folder with its "
+                   "masked-LM head (BertForMaskedLM, BertForPreTraining)")
     p.add_argument("text", nargs="+", help='text with [MASK], e.g. "La capital de [MASK] es Madrid."')
     p.add_argument("-k", "--top-k", type=int, default=5, help="candidates per mask (default 5)")
-    p.add_argument("--checkpoint", default="best", help="best, latest, or a checkpoint folder (default: best)")
+    p.add_argument("--checkpoint", default="best", help="run folders: best, latest, or a checkpoint folder (default: best)")
     p.set_defaults(func=cmd_fill_mask)
+
+    p = sub.add_parser(
+        "convert",
+        help="convert a Hugging Face BERT or ViT folder into a nanofm run folder, or a run into a Hugging Face folder",
+        description="--from-hf DIR OUT: read DIR (config.json, model.safetensors or pytorch_model.bin, the tokenizer "
+        "files) and write run folder OUT (config.yaml, tokenizer.json, checkpoints/) that fill-mask, finetune, "
+        "benchmark beto and classify read; every weight is checked by name and shape, and weights nanofm has no "
+        "place for (a next-sentence head, a pooler) are listed. --to-hf RUN_DIR OUT: write config.json, "
+        "model.safetensors and the tokenizer files (tokenizer.json, vocab.txt, tokenizer_config.json, "
+        "special_tokens_map.json; preprocessor_config.json for ViT) that transformers loads. BERT runs (pretrain, "
+        "finetune) and ViT runs (image classification, MAE encoder). No network: folders on disk only.",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--from-hf", metavar="DIR", help="a Hugging Face folder to read")
+    which.add_argument("--to-hf", metavar="RUN_DIR", help="a nanofm run folder to export")
+    p.add_argument("out", metavar="OUT", help="the folder to write (must be new or empty, unless --overwrite)")
+    p.add_argument("--checkpoint", default="best", help="--to-hf: best, latest, or a checkpoint folder (default: best)")
+    p.add_argument("--overwrite", action="store_true", help="delete OUT first")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("classify", help="the likeliest classes of images, with an image-classification run")
     p.add_argument("run_dir", help="a run folder of task image-classify (nanofm train configs/vit-fmnist.yaml, or finetune)")
@@ -514,7 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
         "each task of the suite (nanofm data prepare beto-tasks); score the test split at the best dev checkpoint; "
         "print a Markdown table (best value of each row bold) and write table.md and table.json.",
     )
-    q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="folders written by `nanofm pretrain`")
+    q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="folders written by `nanofm pretrain`, or Hugging Face BERT folders")
     q.add_argument("--tasks", default="libreoffice-area,fortunes-category,pos-silver,ner-silver",
                    help="comma-separated task names (default: the four of the suite)")
     q.add_argument("--tasks-dir", default="data/beto-tasks", help="where the task folders are (default data/beto-tasks)")

@@ -20,6 +20,8 @@ from torch import Tensor
 
 from nanofm.data import PadCollate
 from nanofm.data.spanish_tasks import TaskData, load_task
+from nanofm.interop import is_hf_folder, load_hf, load_tokenizer, read_config, tokenizer_files
+from nanofm.interop.bert import config_from_hf
 from nanofm.models import IGNORE_INDEX
 from nanofm.models.bert import BertConfig, BertForSequenceClassification, BertForTokenClassification, load_pretrained_encoder
 from nanofm.registry import get_config
@@ -32,14 +34,14 @@ from .base import TaskParts
 @dataclass
 class FinetuneDataConfig:
     dir: str = "data/beto-tasks/libreoffice-area"  # task folder: task.json, train.tsv, dev.tsv, test.tsv
-    tokenizer: str = "data/corpus-es/tokenizer.json"  # the pretrained model's tokenizer
+    tokenizer: str = "data/corpus-es/tokenizer.json"  # the pretrained model's tokenizer (a file, or a Hugging Face folder)
     max_len: int = 128  # longer examples are truncated
 
 
 @dataclass
 class FinetuneTaskConfig:
     task: Literal["finetune"] = "finetune"  # which task this config is for
-    init: str | None = None  # pretrained run folder (its best checkpoint) or a model.safetensors; None: random weights
+    init: str | None = None  # pretrained run folder (its best checkpoint), Hugging Face BERT folder or model.safetensors; None: random
     model: BertConfig = field(default_factory=lambda: get_config("bert-mini"))  # n_labels: set from the task
     data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)  # the labelled task
     train: TrainConfig = field(
@@ -130,7 +132,7 @@ def score(task: TaskData, model, data: list[dict[str, Tensor]], collate) -> dict
 
 def build(cfg: FinetuneTaskConfig) -> TaskParts:
     task = load_task(cfg.data.dir)
-    tok = WordPieceTokenizer.load(cfg.data.tokenizer)
+    tok = load_tokenizer(cfg.data.tokenizer)
     cfg.model = replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_labels=len(task.labels))
     torch.manual_seed(cfg.train.seed)
     model_cls = BertForSequenceClassification if task.kind == "classification" else BertForTokenClassification
@@ -140,8 +142,12 @@ def build(cfg: FinetuneTaskConfig) -> TaskParts:
         from nanofm.train.checkpoint import pick_checkpoint, read_state_dict
 
         path = Path(cfg.init)
-        weights = path if path.suffix == ".safetensors" else pick_checkpoint(path, "best") / "model.safetensors"
-        load_pretrained_encoder(model, read_state_dict(weights))
+        if is_hf_folder(path):  # the encoder (and pooler) of any Hugging Face BERT; its head is dropped
+            weights, state = path, load_hf(path, target="BertModel").model.state_dict()
+        else:
+            weights = path if path.suffix == ".safetensors" else pick_checkpoint(path, "best") / "model.safetensors"
+            state = read_state_dict(weights)
+        load_pretrained_encoder(model, state)
         start = f"pretrained weights {weights}"
     max_len = min(cfg.data.max_len, cfg.model.max_len)
     train, dev, test = (encode_examples(task, s, tok, max_len) for s in ("train", "dev", "test"))
@@ -157,18 +163,25 @@ def build(cfg: FinetuneTaskConfig) -> TaskParts:
         compute_metrics=lambda model, data: score(task, model, data, collate), report=report,
         describe=(f"fine-tuning {task.name} ({task.kind}{', silver' if task.silver else ''}, {len(task.labels)} labels, "
                   f"metric {task.metric}): {len(train)} train, {len(dev)} dev, {len(test)} test; from {start}"),
-        files={"tokenizer.json": Path(cfg.data.tokenizer)},
+        files=tokenizer_files(cfg.data.tokenizer),
         extras={"task": task, "test": test, "tokenizer": tok},
     )
 
 
 def finetune_config(run_dir: str | Path, task_dir: str, from_scratch: bool) -> dict[str, Any]:
-    """The fine-tuning config (as a dict, for overrides) for a pretrained run folder: its model section and
-    tokenizer, the task folder, and init = the run (or None with from_scratch)."""
+    """The fine-tuning config (as a dict, for overrides) for a pretrained run folder or a Hugging Face BERT
+    folder: its model section and tokenizer, the task folder, and init = the run (or None with from_scratch)."""
     from nanofm.config import ConfigError, to_dict
     from nanofm.tasks import load_task_config
 
     run_dir = Path(run_dir)
+    if is_hf_folder(run_dir):
+        try:
+            model = config_from_hf(read_config(run_dir))
+        except ValueError as e:
+            raise ConfigError(f"{run_dir}: {e}; fine-tuning reads Hugging Face BERT folders") from None
+        data = FinetuneDataConfig(dir=task_dir, tokenizer=str(run_dir), max_len=min(FinetuneDataConfig.max_len, model.max_len))
+        return to_dict(FinetuneTaskConfig(init=None if from_scratch else str(run_dir), model=model, data=data))
     pre = load_task_config(run_dir / "config.yaml")
     if pre.task != "mlm":
         raise ConfigError(f"{run_dir}: not a pretraining run (task {pre.task!r}); fine-tune from a `nanofm pretrain` run")

@@ -158,15 +158,22 @@ def build(cfg: MLMTaskConfig) -> TaskParts:
 
 
 class FillMask:
-    """A pretrained run folder: `FillMask.load("runs/x")("La capital de [MASK] es Madrid.", k=5)`."""
+    """A pretrained run folder or a Hugging Face BERT folder with its MLM head:
+    `FillMask.load("runs/x")("La capital de [MASK] es Madrid.", k=5)`."""
 
     def __init__(self, model: BertForMaskedLM, tok: WordPieceTokenizer):
         self.model, self.tok = model.eval(), tok
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best") -> "FillMask":
+        from nanofm.interop import is_hf_folder, load_hf, load_hf_tokenizer
         from nanofm.tasks import load_trained
 
+        if is_hf_folder(run_dir):  # `checkpoint` does not apply: the folder holds one set of weights
+            conv = load_hf(run_dir)
+            if not isinstance(conv.model, BertForMaskedLM):
+                raise ValueError(f"{run_dir}: a {conv.architecture}; fill-mask needs BertForMaskedLM or BertForPreTraining weights")
+            return cls(conv.model, load_hf_tokenizer(run_dir))
         _, model = load_trained(run_dir, "mlm", "a masked-language-model", BertForMaskedLM, checkpoint)
         return cls(model, WordPieceTokenizer.load(Path(run_dir) / "tokenizer.json"))
 

@@ -3,7 +3,8 @@
 Text is NFC-normalised and cleaned (control characters dropped) but neither lowercased nor stripped
 of accents, so "Señor", "señor" and "senor" are three different words, as in BETO-cased. Words are
 BERT pre-tokens (split at whitespace and around punctuation); continuation pieces start with "##".
-Special tokens have fixed ids: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
+Special tokens trained here have fixed ids: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4 (a loaded
+vocabulary may place them anywhere, as Google BERT and BETO do).
 
     tok = train_wordpiece(["data/corpus-es/train.txt"], vocab_size=8000)
     tok.save("data/corpus-es")                  # tokenizer.json and vocab.txt
@@ -33,12 +34,14 @@ class Encoding(NamedTuple):
     #                             words are numbered across both segments, so they are unique in a pair
 
 
-def _pipeline(model: models.Model) -> HFTokenizer:
+def _pipeline(model: models.Model, lowercase: bool = False, strip_accents: bool | None = False, nfc: bool = True,
+              chinese_chars: bool = True) -> HFTokenizer:
+    """nanofm's cased pipeline by default; lowercase / strip_accents (None: with lowercase) / nfc=False give
+    Google BERT's (what a Hugging Face BERT folder with only vocab.txt means)."""
     tok = HFTokenizer(model)
-    tok.normalizer = normalizers.Sequence([
-        normalizers.NFC(),
-        normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False),
-    ])
+    bert = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=chinese_chars, strip_accents=strip_accents,
+                                      lowercase=lowercase)
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), bert]) if nfc else bert
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")
     return tok
@@ -81,10 +84,11 @@ class WordPieceTokenizer:
     and label alignment; decode back. Special ids: pad_id, unk_id, cls_id, sep_id, mask_id."""
 
     def __init__(self, hf: HFTokenizer):
-        ids = [hf.token_to_id(t) for t in SPECIAL_TOKENS]
-        if ids != list(range(len(SPECIAL_TOKENS))):
-            raise ValueError(f"special tokens {SPECIAL_TOKENS} must have ids 0-{len(SPECIAL_TOKENS) - 1}, got {ids}")
+        ids = [hf.token_to_id(t) for t in SPECIAL_TOKENS]  # ids 0-4 when trained here; any ids in BERT, BETO
+        if None in ids:
+            raise ValueError(f"the vocabulary lacks special tokens {[t for t, i in zip(SPECIAL_TOKENS, ids) if i is None]}")
         hf.add_special_tokens(list(SPECIAL_TOKENS))  # "[MASK]" typed in text is the mask token, never split
+        hf.no_padding(), hf.no_truncation()  # encode() pads and truncates itself (some tokenizer.json files pad to 128)
         self.hf = hf
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids
         self.special_ids = frozenset(ids)
@@ -98,13 +102,17 @@ class WordPieceTokenizer:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such tokenizer file")
         try:
-            if path.suffix == ".txt":
-                tok = _pipeline(models.WordPiece.from_file(str(path), unk_token="[UNK]"))
-                _add_post_processor(tok)
-            else:
-                tok = HFTokenizer.from_file(str(path))
+            tok = cls.from_vocab(path).hf if path.suffix == ".txt" else HFTokenizer.from_file(str(path))
         except Exception as e:  # tokenizers raises plain Exceptions
             raise ValueError(f"{path}: not a WordPiece tokenizer file ({e})") from None
+        return cls(tok)
+
+    @classmethod
+    def from_vocab(cls, path: str | Path, lowercase: bool = False, strip_accents: bool | None = False, nfc: bool = True,
+                   chinese_chars: bool = True) -> "WordPieceTokenizer":
+        """From a vocab.txt (one token per line, ids in line order) and the normalisation settings of `_pipeline`."""
+        tok = _pipeline(models.WordPiece.from_file(str(path), unk_token="[UNK]"), lowercase, strip_accents, nfc, chinese_chars)
+        _add_post_processor(tok)
         return cls(tok)
 
     def save(self, out_dir: str | Path) -> None:

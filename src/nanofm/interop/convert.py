@@ -1,0 +1,140 @@
+"""`nanofm convert`: a Hugging Face folder <-> a nanofm run folder.
+
+From Hugging Face, the run folder is what `nanofm pretrain` or `train` would have written, so that every
+command reading runs reads it: config.yaml, tokenizer.json (BERT) and checkpoints/step-000000 (best and
+latest) holding model.safetensors. BertModel and BertForMaskedLM / BertForPreTraining become an "mlm" run
+(fill-mask, finetune, benchmark beto), BERT classifiers a "finetune" run, ViT an "image-classify" run
+(classify). To Hugging Face: mlm and finetune runs (BERT), image-classify and mae runs (ViT; an MAE gives
+its encoder as a ViTModel).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nanofm import __version__
+from nanofm.models.bert import BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification, BertModel
+from nanofm.models.vit import ViT
+from nanofm.train.checkpoint import checkpoint_name, load_model_weights, pick_checkpoint, read_state_dict, save_checkpoint, set_pointer
+
+from .folder import image_stats, load_hf, save_hf
+from .tokenizer import load_hf_tokenizer, load_tokenizer, read_json
+
+FINETUNE_MAX_LEN = 128  # tokens per example when fine-tuning an imported BERT (the BETO recipe's)
+
+
+def _prepare(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{out}: not empty; choose another folder or --overwrite")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def convert_from_hf(hf_dir: str | Path, out: str | Path, overwrite: bool = False) -> list[str]:
+    """Write run folder `out` from Hugging Face folder `hf_dir`; returns lines describing what was done."""
+    from nanofm.config import to_yaml
+    from nanofm.tasks.finetune import FinetuneDataConfig, FinetuneTaskConfig
+    from nanofm.tasks.mlm import CorpusDataConfig, MLMTaskConfig
+    from nanofm.tasks.vision import ImageClassifyTaskConfig, ImageDataConfig
+
+    hf_dir, out = Path(hf_dir), Path(out)
+    conv = load_hf(hf_dir)
+    model, cfg = conv.model, conv.model.cfg
+    n = sum(p.numel() for p in model.parameters())
+    lines = [f"read {hf_dir}: {conv.architecture} -> nanofm {type(model).__name__}, {n / 1e6:.2f}M parameters"]
+    lines += [f"  dropped {d}" for d in conv.dropped]
+    tok = None
+    if isinstance(model, ViT):
+        mean, std = image_stats(hf_dir, cfg.in_channels)
+        task = ImageClassifyTaskConfig(model=cfg, data=ImageDataConfig(mean=mean, std=std, classes=conv.labels))
+    else:
+        try:
+            tok = load_hf_tokenizer(hf_dir)
+        except FileNotFoundError as e:
+            lines.append(f"  no tokenizer ({e}); fill-mask and finetune need one")
+        if tok is not None and tok.vocab_size != cfg.vocab_size:
+            lines.append(f"  note: the tokenizer has {tok.vocab_size} tokens, the model {cfg.vocab_size} embeddings")
+        max_len = min(FINETUNE_MAX_LEN, cfg.max_len)
+        if isinstance(model, (BertModel, BertForMaskedLM)):
+            task = MLMTaskConfig(model=cfg, data=CorpusDataConfig(max_len=max_len))
+            if isinstance(model, BertModel):
+                lines.append("  no masked-LM head: fill-mask cannot use this run; finetune and benchmark beto can")
+        else:
+            task = FinetuneTaskConfig(model=cfg, data=FinetuneDataConfig(tokenizer=str(out / "tokenizer.json"), max_len=max_len))
+            lines.append(f"  labels {conv.labels} (a task folder names them when fine-tuning further)")
+    _prepare(out, overwrite)
+    config_yaml = to_yaml(task)
+    (out / "config.yaml").write_text(config_yaml)
+    if tok is not None:
+        tok.save(out)  # tokenizer.json and vocab.txt
+    root = out / "checkpoints"
+    state = {"step": 0, "total_steps": 0, "metrics": {}, "metrics_step": None, "converted_from": str(hf_dir.resolve()),
+             "nanofm_version": __version__}
+    name = checkpoint_name(0)
+    save_checkpoint(root, name, model, torch.optim.SGD(model.parameters(), lr=0.0), state, config_yaml)
+    set_pointer(root, "latest", name), set_pointer(root, "best", name)
+    lines.append(f"wrote {out}: config.yaml (task {task.task}), {'tokenizer.json, ' if tok else ''}{root / name}/model.safetensors")
+    return lines
+
+
+def run_model(run_dir: str | Path, checkpoint: str = "best") -> tuple[torch.nn.Module, list[str] | None, Any]:
+    """(the model of a BERT or ViT run with its `checkpoint` weights, its class names or None, its config)."""
+    from nanofm.config import ConfigError
+    from nanofm.tasks import load_task_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+    cfg = load_task_config(run_dir / "config.yaml")
+    weights = pick_checkpoint(run_dir, checkpoint) / "model.safetensors"
+    labels = None
+    if cfg.task in ("mlm", "finetune"):
+        keys = set(read_state_dict(weights))
+        if "mlm_head.dense.weight" in keys:
+            model = BertForMaskedLM(cfg.model)
+        elif "classifier.proj.weight" in keys:
+            pooled = "bert.pooler.dense.weight" in keys
+            model = (BertForSequenceClassification if pooled else BertForTokenClassification)(cfg.model)
+            if cfg.task == "finetune" and (Path(cfg.data.dir) / "task.json").is_file():  # the class names, when at hand
+                from nanofm.data.spanish_tasks import load_task
+
+                labels = load_task(cfg.data.dir).labels
+        else:  # an imported BertModel (no "bert." prefix)
+            model = BertModel(cfg.model, pooler="pooler.dense.weight" in keys)
+        load_model_weights(model, weights)
+    elif cfg.task == "image-classify":
+        model, labels = ViT(cfg.model), cfg.data.classes
+        load_model_weights(model, weights)
+    elif cfg.task == "mae":
+        from nanofm.models.mae import load_pretrained_encoder
+
+        model = ViT(replace(cfg.model, n_classes=0))
+        load_pretrained_encoder(model, read_state_dict(weights))
+    else:
+        raise ConfigError(f"{run_dir}: a {cfg.task!r} run; nanofm exports BERT (mlm, finetune) and ViT (image-classify, mae) runs")
+    return model, labels, cfg
+
+
+def convert_to_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "best", overwrite: bool = False) -> list[str]:
+    """Write Hugging Face folder `out` from run folder `run_dir`; returns lines describing what was done."""
+    run_dir, out = Path(run_dir), Path(out)
+    model, labels, cfg = run_model(run_dir, checkpoint)
+    tok, stats, lines = None, None, []
+    if isinstance(model, ViT):
+        stats = (cfg.data.mean, cfg.data.std) if cfg.data.mean is not None else None
+        if model.cfg.pos == "sincos":
+            lines.append("  note: fixed sin-cos positions written as the learned table (the same values)")
+    elif any((run_dir / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
+        tok = load_tokenizer(run_dir)
+    else:
+        lines.append(f"  no tokenizer in {run_dir}: the folder holds the model only")
+    _prepare(out, overwrite)
+    files = save_hf(model, out, labels, tok, stats)
+    arch = read_json(out / "config.json")["architectures"][0]
+    return [f"wrote {out}: {', '.join(files)} ({arch}, from {run_dir} checkpoint {checkpoint})", *lines]
