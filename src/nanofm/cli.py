@@ -64,7 +64,17 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     apply_overrides(data, _train_overrides(args), origins)
     cfg = from_dict(FinetuneTaskConfig, data, origins)
     start = "scratch" if args.from_scratch else "pretrained"
-    _run_training(cfg, Path(args.out) if args.out else Path(args.run_dir) / f"finetune-{Path(task_dir).name}-{start}", args)
+    _run_training(cfg, _finetune_out(args, f"finetune-{Path(task_dir).name}-{start}"), args)
+
+
+def _finetune_out(args: argparse.Namespace, name: str) -> Path:
+    """--out, else inside the pretrained run; a Hugging Face folder is the user's: runs/FOLDER-finetune-... instead."""
+    from nanofm.interop import is_hf_folder
+
+    if args.out:
+        return Path(args.out)
+    run = Path(args.run_dir)
+    return Path("runs") / f"{run.resolve().name}-{name}" if is_hf_folder(run) else run / name
 
 
 def _finetune_vision(args: argparse.Namespace) -> None:
@@ -77,7 +87,7 @@ def _finetune_vision(args: argparse.Namespace) -> None:
     apply_overrides(data, _train_overrides(args), origins)
     cfg = from_dict(ImageClassifyTaskConfig, data, origins)
     start = "linear-probe" if args.linear_probe else "scratch" if args.from_scratch else "pretrained"
-    _run_training(cfg, Path(args.out) if args.out else Path(args.run_dir) / f"finetune-{Path(data_dir).name}-{start}", args)
+    _run_training(cfg, _finetune_out(args, f"finetune-{Path(data_dir).name}-{start}"), args)
 
 
 def _train_overrides(args: argparse.Namespace) -> list[str]:
@@ -394,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks-dir", default="data/beto-tasks", help="where task names are looked up (default data/beto-tasks)")
     p.add_argument("--from-scratch", action="store_true", help="random weights of the same architecture (the baseline)")
     p.add_argument("--linear-probe", action="store_true", help="MAE runs: train only a linear head on the frozen encoder")
-    _add_run_options(p, "RUN_DIR/finetune-TASK-pretrained (or -scratch, -linear-probe)")
+    _add_run_options(p, "RUN_DIR/finetune-TASK-pretrained (or -scratch, -linear-probe); for a Hugging Face folder runs/FOLDER-finetune-TASK-...")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("fill-mask", help="the likeliest tokens for each [MASK] in a sentence, with a pretrained run")

@@ -2,6 +2,7 @@
 (a BETO-like folder: BertForMaskedLM weights, vocab.txt and tokenizer_config.json only)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,3 +102,13 @@ def test_vit_folder_converts_and_classifies(tmp_path, capsys):
     with torch.no_grad():
         record("CLI: Hugging Face -> run -> Hugging Face (ViT logits)", back(pixel_values=x).logits, hf(pixel_values=x).logits)
     assert back.config.id2label == {0: "shirt", 1: "shoe", 2: "bag"}
+
+
+def test_finetune_never_writes_into_a_hf_folder(hf_dir, tmp_path):
+    from nanofm.cli import _finetune_out, build_parser
+
+    args = build_parser().parse_args(["finetune", str(hf_dir), "--task", "verbo"])
+    assert _finetune_out(args, "finetune-verbo-pretrained") == Path("runs") / f"{hf_dir.name}-finetune-verbo-pretrained"
+    run = tmp_path / "run"
+    args = build_parser().parse_args(["finetune", str(run), "--task", "verbo"])
+    assert _finetune_out(args, "finetune-verbo-pretrained") == run / "finetune-verbo-pretrained"
