@@ -350,6 +350,48 @@ def cmd_benchmark_vision(args: argparse.Namespace) -> None:
     print(f"written to {Path(args.out) / 'table.md'} and table.json")
 
 
+def cmd_data_scenes(args: argparse.Namespace) -> None:
+    import time
+
+    from nanofm.data.scenes import prepare_scenes
+
+    start = time.perf_counter()
+    meta = prepare_scenes(args.out, args.source, pairs=args.pairs, seed=args.seed, limit=args.limit)
+    for split, n in meta["sizes"].items():
+        print(f"{split:8s} {n['scenes']:6d} scenes ({n['one_item']} one item, {n['two_items']} two items)")
+    held = ", ".join(h["en"] for h in meta["heldout"])
+    print(f"held out of train/val/test: {held}")
+    print(f"wrote {args.out} (32x32 RGB scenes, captions in Spanish and English, tokenizer.json, meta.json) "
+          f"in {time.perf_counter() - start:.1f}s")
+
+
+def cmd_unclip(args: argparse.Namespace) -> None:
+    from nanofm.tasks.benchmark_t2i import write_unclip
+
+    print(f"wrote {write_unclip(args.out, args.prior, args.decoder, args.clip)}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from nanofm.tasks.benchmark_t2i import TextToImage
+    from nanofm.viz.samples import plot_sample_grid
+
+    t2i = TextToImage.load(args.run_dir, args.checkpoint)
+    images = t2i([args.caption] * args.n, steps=args.steps, guidance=args.guidance, eta=args.eta,
+                 use_prior=not args.no_prior, prior_steps=args.prior_steps, prior_guidance=args.prior_guidance,
+                 seed=args.seed, progress=not args.no_progress, batch=args.n)
+    how = f"DDIM {args.steps}, guidance {args.guidance:g}" + (", no prior" if args.no_prior else "")
+    print(f"wrote {plot_sample_grid(images, args.out, caption=f'{args.caption}  ({how})')}")
+
+
+def cmd_benchmark_t2i(args: argparse.Namespace) -> None:
+    from nanofm.tasks.benchmark_t2i import benchmark_t2i, format_t2i_table
+
+    result = benchmark_t2i(args.run_dir, args.verifier, n=args.n, steps=args.steps, guidance=args.guidance,
+                           seed=args.seed, fmnist=args.fmnist, out=args.out, progress=not args.no_progress)
+    print(format_t2i_table(result), end="")
+    print(f"written to {Path(args.out) / 'table.md'} and table.json ({result['seconds']:.0f}s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nanofm",
@@ -531,6 +573,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--val-size", type=int, default=5000, help="training images held out for validation (default 5000)")
     q.add_argument("--seed", type=int, default=0, help="seed of the validation split (default 0)")
     q.set_defaults(func=cmd_data_fashion_mnist)
+    q = prep_sub.add_parser(
+        "fashion-scenes",
+        help="captioned RGB scenes of tinted Fashion-MNIST items (text to image), Spanish and English captions",
+        description="Compose 32x32 RGB scenes (one item centred, or two side by side) from the Fashion-MNIST "
+        "items, each tinted one of six colours, with captions from the ground truth in Spanish and English; "
+        "train from the training images, test from the test images, and a held-out split of item-colour pairs "
+        "that no other split shows. Writes SPLIT.safetensors (images, items, colours, sources per position), "
+        "SPLIT.captions.jsonl, tokenizer.json and meta.json.",
+    )
+    q.add_argument("--source", default="/usr/share/datasets/fashion-mnist", help="folder of the IDX files")
+    q.add_argument("--out", default="data/fashion-scenes", help="output folder (default: data/fashion-scenes)")
+    q.add_argument("--pairs", type=int, default=20000, help="two-item training scenes (default 20000)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the colours and pairs (default 0)")
+    q.add_argument("--limit", type=int, help="only the first N images of each Fashion-MNIST split (quick tries)")
+    q.set_defaults(func=cmd_data_scenes)
 
     p = sub.add_parser("compare", help="train competing models under one budget and print a results table")
     cmp_sub = p.add_subparsers(dest="comparison", metavar="COMPARISON", required=True)
@@ -584,6 +641,50 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default="runs/benchmark-vision", help="folder for the runs, table.md and table.json")
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for every run, e.g. data.dir=data/x")
     q.set_defaults(func=cmd_benchmark_vision)
+    q = bench_sub.add_parser(
+        "t2i",
+        help="text to image: caption fidelity by an independent verifier, CLIP retrieval and zero-shot, no-prior ablation",
+        description="Generate one image per test caption (seen item-colour combinations, held-out combinations, "
+        "two-item scenes) and score it with the verifier run; report the verifier on the real scenes, the "
+        "random baseline, CLIP top-1 caption retrieval among 100, CLIP zero-shot Fashion-MNIST classification "
+        "(Spanish and English prompts) and the decoder on the text embedding without the prior. Prints a "
+        "Markdown table and writes table.md and table.json.",
+    )
+    q.add_argument("run_dir", metavar="RUN_DIR", help="an unCLIP folder (unclip.yaml; see `nanofm unclip`)")
+    q.add_argument("--verifier", default="runs/verifier-scenes", help="the scene-verifier run (default runs/verifier-scenes)")
+    q.add_argument("-n", type=int, default=200, help="captions per one-item set (half as many two-item; default 200)")
+    q.add_argument("--steps", type=int, default=50, help="DDIM steps of the decoder (default 50)")
+    q.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--fmnist", default="data/fashion-mnist", help="Fashion-MNIST for zero-shot (prepared folder or IDX files)")
+    q.add_argument("--out", default="runs/benchmark-t2i", help="folder for table.md and table.json")
+    q.add_argument("--no-progress", action="store_true", help="no progress bars")
+    q.set_defaults(func=cmd_benchmark_t2i)
+
+    p = sub.add_parser("unclip", help="tie a CLIP, a diffusion-prior and a diffusion-decoder run into one folder for generate",
+                       description="Write OUT/unclip.yaml naming the runs (relative paths); the prior and the decoder "
+                       "must have been trained on the same CLIP run, which is the one named.")
+    p.add_argument("out", metavar="OUT", help="the unCLIP folder to write, e.g. runs/unclip-scenes")
+    p.add_argument("--prior", required=True, help="a diffusion-prior run folder")
+    p.add_argument("--decoder", required=True, help="a diffusion-decoder run folder")
+    p.add_argument("--clip", help="the CLIP run (default: the one the decoder was trained on)")
+    p.set_defaults(func=cmd_unclip)
+
+    p = sub.add_parser("generate", help="images from a caption (Spanish or English) with an unCLIP folder, as a PNG grid")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="an unCLIP folder (see `nanofm unclip`)")
+    p.add_argument("caption", help='e.g. "un vestido rojo" or "a blue bag to the left of a white sneaker"')
+    p.add_argument("-n", type=int, default=8, help="images (default 8)")
+    p.add_argument("-o", "--out", default="grid.png", help="the PNG to write (default grid.png)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps of the decoder (default 50)")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale of the decoder (default 3)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta: 0 deterministic, 1 DDPM-like (default 0)")
+    p.add_argument("--prior-steps", type=int, default=64, help="DDIM steps of the prior (default 64)")
+    p.add_argument("--prior-guidance", type=float, default=1.0, help="guidance scale of the prior (default 1)")
+    p.add_argument("--no-prior", action="store_true", help="condition the decoder on the CLIP text embedding (ablation)")
+    p.add_argument("--seed", type=int, help="makes the images repeatable")
+    p.add_argument("--checkpoint", default="best", help="best, latest, or a checkpoint folder (default: best)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

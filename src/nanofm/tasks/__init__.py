@@ -20,14 +20,18 @@ class TaskSpec:
 
 
 def _tasks() -> dict[str, TaskSpec]:
-    from . import copy, finetune, mlm, translation, vision
+    from . import copy, finetune, mlm, t2i, translation, vision
 
     return {
+        "clip": TaskSpec(t2i.CLIPTaskConfig, t2i.build_clip),
         "copy": TaskSpec(copy.CopyTaskConfig, copy.build),
+        "diffusion-decoder": TaskSpec(t2i.DecoderTaskConfig, t2i.build_decoder),
+        "diffusion-prior": TaskSpec(t2i.PriorTaskConfig, t2i.build_prior),
         "finetune": TaskSpec(finetune.FinetuneTaskConfig, finetune.build),
         "image-classify": TaskSpec(vision.ImageClassifyTaskConfig, vision.build_classify),
         "mae": TaskSpec(vision.MAETaskConfig, vision.build_mae),
         "mlm": TaskSpec(mlm.MLMTaskConfig, mlm.build),
+        "scene-verifier": TaskSpec(t2i.VerifierTaskConfig, t2i.build_verifier),
         "translate-rnn": TaskSpec(translation.TranslateRNNConfig, translation.build),
         "translate-transformer": TaskSpec(translation.TranslateTransformerConfig, translation.build),
     }
