@@ -18,10 +18,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/nanofm train configs/copy-tiny.yaml --out runs/demo-copy --overwrite
 
+# nanofm vs transformers / torch.nn.Transformer, one Markdown table (bench/run_all.py), then the core's own timings
 bench: $(STAMP)
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 	$(BIN)/python bench/attention_speed.py
 	$(BIN)/python bench/checkpoint_speed.py
-	$(BIN)/python bench/decode_cache.py
 
 data-translation: $(STAMP)
 	$(BIN)/nanofm data prepare translation --pair es-en --out data/translation-es-en

@@ -1,6 +1,13 @@
 """The shared Transformer core: attention, positions, blocks and stacks, with no task knowledge."""
 
-from .attention import KVCache, MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from .attention import (
+    KVCache,
+    MultiHeadAttention,
+    causal_mask,
+    document_mask,
+    document_positions,
+    scaled_dot_product_attention,
+)
 from .block import BlockCache, TransformerBlock
 from .heads import ClassificationHead, MLMHead, Pooler
 from .layers import DropPath, FeedForward, PatchEmbedding, activation
@@ -35,6 +42,8 @@ __all__ = [
     "TransformerStack",
     "activation",
     "causal_mask",
+    "document_mask",
+    "document_positions",
     "padding_mask_from_lengths",
     "scaled_dot_product_attention",
     "sincos_2d_table",

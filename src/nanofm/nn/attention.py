@@ -21,6 +21,23 @@ def causal_mask(t_q: int, t_k: int, device: torch.device | None = None) -> Tenso
     return torch.ones(t_q, t_k, dtype=torch.bool, device=device).tril(diagonal=t_k - t_q)
 
 
+def document_mask(doc_ids: Tensor) -> Tensor:
+    """Block-diagonal mask for packed rows: doc_ids (B, T), the document of each position -> attn_mask
+    (B, 1, T, T) bool, True where query and key belong to the same document, so that documents packed into
+    one row do not see each other and each gets the outputs it would get alone (with positions restarting
+    per document, see document_positions). Padding may carry an id of its own (-1): it then sees only padding."""
+    return doc_ids[:, None, :, None] == doc_ids[:, None, None, :]
+
+
+def document_positions(doc_ids: Tensor) -> Tensor:
+    """doc_ids (B, T), non-decreasing along each row -> (B, T) the position of each token inside its document."""
+    t = torch.arange(doc_ids.size(1), device=doc_ids.device).expand_as(doc_ids)
+    new_doc = torch.ones_like(doc_ids, dtype=torch.bool)
+    new_doc[:, 1:] = doc_ids[:, 1:] != doc_ids[:, :-1]
+    start = torch.where(new_doc, t, torch.zeros_like(t)).cummax(dim=1).values  # (B, T) where each document starts
+    return t - start
+
+
 def scaled_dot_product_attention(
     q: Tensor,
     k: Tensor,

@@ -34,6 +34,7 @@ class TrainConfig:
     log_every: int = 10  # steps between progress-bar and metrics-file updates
     seed: int = 0  # data order, dropout and initialisation
     device: str = "auto"  # auto: CUDA when available (the LOCAL_RANK-th GPU), else CPU
+    compile: bool = False  # torch.compile the training forward (the first step pays the compilation; see bench/NOTES.md)
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):

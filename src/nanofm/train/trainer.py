@@ -68,6 +68,9 @@ class Trainer:
             if self.dist.enabled
             else self.model
         )
+        if cfg.compile:  # the training forward only: self.model keeps its state-dict keys (checkpoints, evaluation)
+            self.ddp = torch.compile(self.ddp)
+        self._compiling = cfg.compile  # report the first micro-batch's time, compilation included
         micro = cfg.micro_batch_size or cfg.batch_size // self.dist.world_size
         lengths = getattr(train_data, "lengths", None) if cfg.group_by_length else None
         if cfg.group_by_length and lengths is None:
@@ -220,6 +223,7 @@ class Trainer:
         return self._finish(bar, handlers, stopped)
 
     def _accumulate(self, indices: list[int], sync: bool) -> None:
+        t0 = time.perf_counter()
         batch = to_device(self.collate([self.train_data[i] for i in indices]), self.device)
         no_sync = self.ddp.no_sync() if self.dist.enabled and not sync else nullcontext()
         with no_sync:
@@ -230,6 +234,9 @@ class Trainer:
             (out.loss.float() * w).backward()  # summed over real tokens; divided by the step's total later
         self.window[0] += out.loss.detach().double().item() * w
         self.window[1] += w
+        if self._compiling and self.dist.is_main:
+            tqdm.write(f"torch.compile: first micro-batch {time.perf_counter() - t0:.1f} s, compilation included")
+        self._compiling = False
 
     def _optimizer_step(self) -> tuple[float, float, float]:
         """Normalise the accumulated gradient by the step's real tokens (all processes), clip, and step,
