@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench bench-translation bench-beto bench-vision data-translation data-corpus data-beto-tasks data-fmnist clean
+.PHONY: test demo bench bench-translation bench-beto bench-vision bench-t2i data-scenes data-translation data-corpus data-beto-tasks data-fmnist clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,21 @@ bench-translation: data-translation
 bench-beto: data-corpus data-beto-tasks
 	$(BIN)/nanofm pretrain configs/bert-mini-mlm-es.yaml --resume auto $(if $(BUDGET),--budget $(BUDGET))
 	$(BIN)/nanofm benchmark beto runs/bert-mini-mlm-es --epochs $(or $(EPOCHS),3)
+
+# captioned RGB scenes of tinted Fashion-MNIST items, Spanish and English captions (text to image)
+data-scenes: $(STAMP)
+	test -d /usr/share/datasets/fashion-mnist || $$(test "$$(id -u)" = 0 || echo sudo) apt-get install -y dataset-fashion-mnist
+	test -f data/fashion-scenes/meta.json || $(BIN)/nanofm data prepare fashion-scenes --out data/fashion-scenes
+
+# text to image (DALL-E 2): CLIP 10m, prior 8m, decoder 35m (the 60-minute pipeline), the verifier 8m (apart),
+# then the table (about 5 minutes of sampling); each run resumes if interrupted
+bench-t2i: data-scenes data-fmnist
+	$(BIN)/nanofm pretrain configs/clip-scenes.yaml --resume auto --budget $(or $(CLIP_BUDGET),10m)
+	$(BIN)/nanofm train configs/prior-scenes.yaml --resume auto --budget $(or $(PRIOR_BUDGET),8m)
+	$(BIN)/nanofm train configs/decoder-scenes.yaml --resume auto --budget $(or $(DECODER_BUDGET),35m)
+	$(BIN)/nanofm train configs/verifier-scenes.yaml --resume auto --budget $(or $(VERIFIER_BUDGET),8m)
+	$(BIN)/nanofm unclip runs/unclip-scenes --prior runs/prior-scenes --decoder runs/decoder-scenes
+	$(BIN)/nanofm benchmark t2i runs/unclip-scenes --verifier runs/verifier-scenes --out runs/benchmark-t2i
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

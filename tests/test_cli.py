@@ -67,6 +67,7 @@ def test_bad_config_is_a_clear_error(capsys, tmp_path):
     assert "missing.yaml: cannot read config" in capsys.readouterr().err
     (tmp_path / "other.yaml").write_text("task: poetry\n")
     assert main(["train", str(tmp_path / "other.yaml")]) == 2
-    assert "'task' must be one of ['copy', 'finetune', 'image-classify', 'mae', 'mlm', 'translate-rnn'" in capsys.readouterr().err
+    assert ("'task' must be one of ['clip', 'copy', 'diffusion-decoder', 'diffusion-prior', 'finetune', 'image-classify', "
+            "'mae', 'mlm', 'scene-verifier', 'translate-rnn'") in capsys.readouterr().err
     assert main(["info", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err

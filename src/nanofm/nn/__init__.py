@@ -1,5 +1,6 @@
 """The shared Transformer core: attention, positions, blocks and stacks, with no task knowledge."""
 
+from .adaptive import AdaLNZeroBlock, AdaptiveLayerNorm
 from .attention import (
     KVCache,
     MultiHeadAttention,
@@ -23,6 +24,8 @@ from .positional import (
 from .transformer import Decoder, Encoder, TransformerStack, padding_mask_from_lengths
 
 __all__ = [
+    "AdaLNZeroBlock",
+    "AdaptiveLayerNorm",
     "BlockCache",
     "ClassificationHead",
     "Decoder",

@@ -27,6 +27,7 @@ from nanofm.models.clip import CLIP, CLIPConfig
 from nanofm.models.dit import DiffusionDecoder, DiTConfig
 from nanofm.models.prior import DiffusionPrior, PriorConfig
 from nanofm.models.verifier import SceneVerifier, VerifierConfig
+from nanofm.registry import get_config
 from nanofm.text.wordpiece import WordPieceTokenizer
 from nanofm.train import TrainConfig
 
@@ -52,7 +53,7 @@ def _train(**kw) -> TrainConfig:
 @dataclass
 class CLIPTaskConfig:
     task: Literal["clip"] = "clip"  # which task this config is for
-    model: CLIPConfig = field(default_factory=CLIPConfig)  # text.vocab_size and max_len: from the tokenizer
+    model: CLIPConfig = field(default_factory=lambda: get_config("clip-scenes"))  # text.vocab_size and max_len: from the tokenizer
     data: SceneDataConfig = field(default_factory=SceneDataConfig)
     train: TrainConfig = field(default_factory=lambda: _train(steps=2000, batch_size=256, lr=1e-3, eval_every=500,
                                                               save_every=500, best_metric="eval/retrieval_top1", best_mode="max"))
@@ -62,7 +63,7 @@ class CLIPTaskConfig:
 class PriorTaskConfig:
     task: Literal["diffusion-prior"] = "diffusion-prior"  # which task this config is for
     clip: str = "runs/clip-scenes"  # the CLIP run (frozen) whose embeddings the prior maps
-    model: PriorConfig = field(default_factory=PriorConfig)  # embed_dim, text_dim, max_text_len: from the CLIP run
+    model: PriorConfig = field(default_factory=lambda: get_config("prior-scenes"))  # embed_dim, text_dim, max_text_len: from the CLIP run
     data: SceneDataConfig = field(default_factory=SceneDataConfig)
     sample_steps: int = 32  # DDIM steps of the prior when scored in evaluation
     train: TrainConfig = field(default_factory=lambda: _train(steps=2000, batch_size=256, lr=5e-4, eval_every=500,
@@ -73,7 +74,7 @@ class PriorTaskConfig:
 class DecoderTaskConfig:
     task: Literal["diffusion-decoder"] = "diffusion-decoder"  # which task this config is for
     clip: str = "runs/clip-scenes"  # the CLIP run (frozen) whose image embeddings condition the decoder
-    model: DiTConfig = field(default_factory=DiTConfig)  # cond_dim and image size: from the CLIP run and the data
+    model: DiTConfig = field(default_factory=lambda: get_config("dit-scenes"))  # cond_dim and image size: from the CLIP run and the data
     data: SceneDataConfig = field(default_factory=SceneDataConfig)
     train: TrainConfig = field(default_factory=lambda: _train(steps=4000, batch_size=128, lr=5e-4, weight_decay=0.0,
                                                               eval_every=1000, save_every=500, best_metric=None))
@@ -82,7 +83,7 @@ class DecoderTaskConfig:
 @dataclass
 class VerifierTaskConfig:
     task: Literal["scene-verifier"] = "scene-verifier"  # which task this config is for
-    model: VerifierConfig = field(default_factory=VerifierConfig)
+    model: VerifierConfig = field(default_factory=lambda: get_config("verifier-scenes"))  # a small CNN
     data: SceneDataConfig = field(default_factory=SceneDataConfig)
     noise_std: float = 0.05  # training images get Gaussian noise of this std (robust to imperfect generations)
     train: TrainConfig = field(default_factory=lambda: _train(steps=2000, lr=2e-3, eval_every=500, save_every=500,
