@@ -156,7 +156,8 @@ def build(cfg: FinetuneTaskConfig) -> TaskParts:
     def report(model, eval_data, metrics) -> str:
         m = score(task, model, test, collate)
         silver = " (silver labels)" if task.silver else ""
-        return f"test{silver}: {task.metric} {m['score']:.4f}, " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "score")
+        rest = [f"{k} {v:.4f}" for k, v in m.items() if k not in ("score", task.metric)]
+        return f"test{silver}: " + ", ".join([f"{task.metric} {m['score']:.4f}", *rest])
 
     return TaskParts(
         model=model, train_data=train, eval_data=dev, collate=collate,
