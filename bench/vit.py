@@ -1,17 +1,20 @@
 """ViT side by side with Hugging Face transformers' ViTForImageClassification, identical configurations.
 
     python bench/vit.py [--quick] [--repeats 7] [--device cpu] [--dtype float32] [--batch 128] [--image 32]
-                        [--size small] [--only NAME]
+                        [--size small] [--compile none|ours|both] [--only NAME]
 
 Images `image` x `image` RGB, patch 4, width 192, 6 layers, 3 heads, feed-forward 768, [CLS] pooling, 10
 classes, no dropout (--size base: width 768, 12 layers, 12 heads, the GPU run). Cases: a training step
 (zero_grad, forward, cross-entropy, backward, clipping, AdamW step) and inference (forward under
 no_grad). Rate: images/s.
+--compile ours: torch.compile the nanofm model's training forward (as train.compile does); both: the
+reference's too. The first step's time, compilation included, is printed; the table times later steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 import transformers
@@ -49,14 +52,27 @@ def cases(args: argparse.Namespace) -> list[Case]:
     def ref_model():
         return transformers.ViTForImageClassification._from_config(ref_cfg, attn_implementation="sdpa").to(dev)
 
+    def compiled(model, fn, side):
+        """torch.compile the training forward of `model` (fn(forward) -> step) when --compile asks for it."""
+        if args.compile == "none" or (args.compile == "ours" and side == "reference"):
+            return fn(model)
+        step = fn(torch.compile(model))
+        t = time.perf_counter()
+        step()
+        print(f"# torch.compile ({side}): first step {time.perf_counter() - t:.1f} s (compilation included)", flush=True)
+        return step
+
     def make_ours_train():
         model = ViT(ours_cfg).to(dev).train()
-        return train_step(model, build_optimizer(model, opt_cfg), lambda: model(images, labels).loss, dev, dt)
+        opt = build_optimizer(model, opt_cfg)
+        return compiled(model, lambda fwd: train_step(model, opt, lambda: fwd(images, labels).loss, dev, dt), "nanofm")
 
     def make_ref_train():
         model = ref_model().train()
         opt = build_optimizer(model, opt_cfg)  # the same AdamW as nanofm's
-        return train_step(model, opt, lambda: model(pixel_values=images, labels=labels).loss, dev, dt)
+        return compiled(
+            model, lambda fwd: train_step(model, opt, lambda: fwd(pixel_values=images, labels=labels).loss, dev, dt), "reference"
+        )
 
     def inference(model, forward):
         model.eval()
@@ -85,6 +101,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--image", type=int, default=32)
     p.add_argument("--size", default="small", choices=list(SIZES))
+    p.add_argument("--compile", default="none", choices=["none", "ours", "both"],
+                   help="torch.compile the training forward of nanofm (ours) or of both sides")
 
 
 if __name__ == "__main__":

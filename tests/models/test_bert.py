@@ -242,3 +242,21 @@ def test_presets_follow_bert_miniatures():
     with torch.device("meta"):  # shapes only, no memory
         n = sum(x.numel() for x in BertForSequenceClassification(base).parameters())
     assert 109e6 < n < 110e6
+
+
+@torch.no_grad()
+def test_sequence_classification_fast_inference_equals_plain_path():
+    model = BertForSequenceClassification(CFG).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    tokens, segments, real = _inputs()
+    fast = model(tokens, segments).logits
+    model.fast_inference = False
+    plain = model(tokens, segments).logits
+    assert max_diff(fast, plain) <= 1e-5
+    full = model.bert(tokens, segments)  # (B, T, D), the plain encoder
+    cls = model.bert(tokens, segments, query_positions=slice(0, 1), skip_padding=True)  # (B, 1, D)
+    assert cls.shape == (3, 1, D) and max_diff(cls, full[:, :1]) <= 1e-5
+    packed = model.bert(tokens, segments, skip_padding=True)
+    assert max_diff(packed[real], full[real]) <= 1e-5

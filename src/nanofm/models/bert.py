@@ -73,13 +73,24 @@ class BertModel(nn.Module):
         )  # fmt: skip
         self.pooler = Pooler(d) if pooler else None
 
-    def forward(self, tokens: Tensor, segments: Tensor | None = None, padding_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        tokens: Tensor,
+        segments: Tensor | None = None,
+        padding_mask: Tensor | None = None,
+        query_positions: slice | Tensor | None = None,
+        skip_padding: bool = False,
+    ) -> Tensor:
+        """Hidden states (B, T, D). Inference fast paths of the Encoder (equal results where read):
+        query_positions (slice(0, 1): only [CLS]) returns (B, Tq, D) with the last layer computed there only;
+        skip_padding runs the projections and feed-forwards on the real tokens only (padding rows come back 0)."""
         if padding_mask is None:
             padding_mask = tokens == self.cfg.pad_id  # (B, T)
         seg = self.seg_embed(segments) if segments is not None else self.seg_embed.weight[0]
         x = self.drop(self.embed_norm(self.pos_embed(self.tok_embed(tokens) + seg)))  # (B, T, D)
         # full rows (packed pretraining blocks) take SDPA's unmasked fast path
-        return self.encoder(x, padding_mask=padding_mask if padding_mask.any() else None)  # (B, T, D)
+        padding_mask = padding_mask if padding_mask.any() else None
+        return self.encoder(x, padding_mask=padding_mask, query_positions=query_positions, skip_padding=skip_padding)
 
 
 class BertForMaskedLM(nn.Module):
@@ -111,7 +122,14 @@ class BertForMaskedLM(nn.Module):
 
 class BertForSequenceClassification(nn.Module):
     """A classifier on the pooled [CLS] vector: logits (B, C), targets (B,) class ids. A sentence pair is
-    one sequence [CLS] A [SEP] B [SEP] with segments 0 over [CLS] A [SEP] and 1 over B [SEP]."""
+    one sequence [CLS] A [SEP] B [SEP] with segments 0 over [CLS] A [SEP] and 1 over B [SEP].
+
+    Only [CLS] is read, so in eval mode (`fast_inference`, on by default) the encoder runs its fast paths:
+    the last layer computes queries, attention output and feed-forward at position 0 only, and every
+    projection and feed-forward skips the padding. The logits equal the plain path's; training (dropout
+    on) always takes the plain path."""
+
+    fast_inference: bool = True
 
     def __init__(self, cfg: BertConfig):
         super().__init__()
@@ -123,7 +141,9 @@ class BertForSequenceClassification(nn.Module):
     def forward(
         self, tokens: Tensor, segments: Tensor | None = None, targets: Tensor | None = None, padding_mask: Tensor | None = None
     ) -> ModelOutput:
-        logits = self.classifier(self.bert.pooler(self.bert(tokens, segments, padding_mask)))  # (B, C)
+        fast = self.fast_inference and not self.training
+        h = self.bert(tokens, segments, padding_mask, query_positions=slice(0, 1) if fast else None, skip_padding=fast)
+        logits = self.classifier(self.bert.pooler(h))  # (B, C)
         return ModelOutput(logits=logits) if targets is None else _output(logits, targets, logits)
 
 

@@ -1,6 +1,13 @@
 """Scaled dot-product attention and multi-head attention with masks and a key/value cache.
 
 Legend: B batch, H heads, T / Tq query length, Tk key length, D model width, hd head width (D / H).
+Inference fast paths (self-attention only, numerically equal to the plain path at every position read):
+  query_positions  a slice or (Tq,) index of the positions whose outputs are needed (e.g. slice(0, 1): the
+                   [CLS] vector of a classifier): queries and the output projection run at those positions
+                   only; keys and values still come from every position;
+  layout           a TokenLayout: x holds only the N real tokens of a padded (B, T) batch, packed (N, D); the
+                   projections run on them and attention runs padded (B, H, T, T), so that no projection
+                   or feed-forward arithmetic is spent on padding.
 Mask convention everywhere in nanofm.nn:
   attn_mask     bool, broadcastable to (B, H, Tq, Tk), True where a query MAY attend a key (as in SDPA);
   padding_mask  bool (B, Tk), True at PADDING keys (as in torch.nn.MultiheadAttention's key_padding_mask).
@@ -72,6 +79,35 @@ def scaled_dot_product_attention(
 
 
 @dataclass
+class TokenLayout:
+    """Where the real tokens of a padded (B, T) batch are: x (B, T, F) <-> packed (N, F), N real tokens.
+    Padding positions come back from `pad` as zeros."""
+
+    index: Tensor  # (N,) flat indices b * T + t of the real tokens, row-major
+    batch: int
+    length: int
+
+    @classmethod
+    def from_padding_mask(cls, padding_mask: Tensor) -> TokenLayout:
+        b, t = padding_mask.shape
+        return cls((~padding_mask).reshape(-1).nonzero().squeeze(1), b, t)
+
+    def pack(self, x: Tensor) -> Tensor:  # (B, T, F) -> (N, F)
+        return x.reshape(self.batch * self.length, -1).index_select(0, self.index)
+
+    def pad(self, x: Tensor) -> Tensor:  # (N, F) -> (B, T, F), zeros at padding
+        out = x.new_zeros(self.batch * self.length, x.size(-1)).index_copy(0, self.index, x)
+        return out.view(self.batch, self.length, -1)
+
+
+def select_queries(mask: Tensor | None, query_positions: slice | Tensor | None, t_q: int) -> Tensor | None:
+    """The rows of a mask broadcastable to (B, H, Tq, Tk) that belong to query_positions (of Tq queries)."""
+    if mask is None or query_positions is None or mask.dim() < 2 or mask.size(-2) != t_q:
+        return mask
+    return mask[..., query_positions, :]
+
+
+@dataclass
 class KVCache:
     """Keys and values seen so far by one attention layer, (B, H, T, hd) each.
 
@@ -134,9 +170,17 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
         cache: KVCache | None = None,
         need_weights: bool = False,
+        query_positions: slice | Tensor | None = None,
+        layout: TokenLayout | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """x (B, Tq, D); context (B, Tk, Dc) for cross-attention. padding_mask (B, Tk) covers ALL keys,
-        cached ones included. Returns the output (B, Tq, D) and, if need_weights, weights (B, H, Tq, Tk)."""
+        cached ones included. Returns the output (B, Tq, D) and, if need_weights, weights (B, H, Tq, Tk).
+        Fast paths (self-attention without a cache, see the module doc): with `layout`, x is packed (N, D);
+        with `query_positions`, the output is (B, Tq', D) at those positions only, else (N, D) packed."""
+        if query_positions is not None or layout is not None:
+            if self.cross or cache is not None or is_causal:
+                raise ValueError("query_positions / layout are for bidirectional self-attention without a cache")
+            return self._forward_fast(x, attn_mask, padding_mask, need_weights, query_positions, layout)
         if self.cross:
             if context is None and (cache is None or cache.k is None):
                 raise ValueError("cross-attention needs a context (or a filled cache)")
@@ -168,4 +212,37 @@ class MultiHeadAttention(nn.Module):
         else:
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p=p, need_weights=need_weights)
         out = out.transpose(1, 2).reshape(x.size(0), x.size(1), self.d_model)  # (B, Tq, D)
+        return self.out_proj(out), weights
+
+    def _forward_fast(
+        self,
+        x: Tensor,
+        attn_mask: Tensor | None,
+        padding_mask: Tensor | None,
+        need_weights: bool,
+        query_positions: slice | Tensor | None,
+        layout: TokenLayout | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        d = self.d_model
+        w, b = self.qkv_proj.weight, self.qkv_proj.bias
+        t = layout.length if layout is not None else x.size(1)
+        if query_positions is None:
+            qkv = self.qkv_proj(x)
+            qkv = layout.pad(qkv) if layout is not None else qkv  # (B, T, 3D)
+            q, k, v = (self._heads(z) for z in qkv.chunk(3, dim=-1))
+        else:  # one weight tensor, sliced: queries at the selected positions, keys and values everywhere
+            kv = F.linear(x, w[d:], None if b is None else b[d:])
+            kv = layout.pad(kv) if layout is not None else kv  # (B, T, 2D)
+            k, v = (self._heads(z) for z in kv.chunk(2, dim=-1))
+            full = layout.pad(x) if layout is not None else x  # (B, T, D)
+            q = self._heads(F.linear(full[:, query_positions], w[:d], None if b is None else b[:d]))
+        mask = select_queries(attn_mask, query_positions, t)
+        if padding_mask is not None:
+            keep = ~padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
+            mask = keep if mask is None else mask & keep
+        p = self.dropout if self.training else 0.0
+        out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p=p, need_weights=need_weights)
+        out = out.transpose(1, 2).reshape(q.size(0), q.size(2), d)  # (B, Tq', D)
+        if query_positions is None and layout is not None:
+            out = layout.pack(out)  # (N, D)
         return self.out_proj(out), weights

@@ -5,6 +5,10 @@ one flag:
   pre-norm  (norm_first=True):   x = x + dropout(sublayer(norm(x)))
 With drop_path > 0 (stochastic depth, ViT/DeiT), each residual branch is also dropped per sample in training.
 
+Encoder fast paths (see attention.py): `layout` runs every projection, norm and feed-forward on the packed
+real tokens (N, D) of a padded batch; `query_positions` computes the block's outputs only at those
+positions (the residual stream, attention output and feed-forward are sliced; keys and values use all).
+
 Legend: B batch, T target length, S context (memory) length, D model width.
 """
 
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from .attention import KVCache, MultiHeadAttention
+from .attention import KVCache, MultiHeadAttention, TokenLayout
 from .layers import DropPath, FeedForward
 
 
@@ -62,12 +66,15 @@ class TransformerBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def _residual(self, x: Tensor, norm: nn.LayerNorm, sublayer) -> tuple[Tensor, Tensor | None]:
+    def _residual(self, x: Tensor, norm: nn.LayerNorm, sublayer, residual=None) -> tuple[Tensor, Tensor | None]:
+        """residual: a function selecting the residual stream's rows that the sublayer's output covers
+        (query_positions), None: all of x."""
+        skip = x if residual is None else residual(x)
         if self.norm_first:
             out, weights = sublayer(norm(x))
-            return x + self.drop_path(self.dropout(out)), weights
+            return skip + self.drop_path(self.dropout(out)), weights
         out, weights = sublayer(x)
-        return norm(x + self.drop_path(self.dropout(out))), weights
+        return norm(skip + self.drop_path(self.dropout(out))), weights
 
     def forward(
         self,
@@ -79,9 +86,21 @@ class TransformerBlock(nn.Module):
         context_padding_mask: Tensor | None = None,
         cache: BlockCache | None = None,
         need_weights: bool = False,
+        query_positions: slice | Tensor | None = None,
+        layout: TokenLayout | None = None,
     ) -> tuple[Tensor, dict[str, Tensor | None]]:
         """x (B, T, D), context (B, S, Dc). Returns x (B, T, D) and the attention weights
-        {"self": (B, H, T, T), "cross": (B, H, T, S)} when need_weights (else None values)."""
+        {"self": (B, H, T, T), "cross": (B, H, T, S)} when need_weights (else None values).
+        With `layout`, x is packed (N, D) and so is the result, unless query_positions is given: the result
+        is then (B, Tq', D) at those positions."""
+        if (query_positions is not None or layout is not None) and self.cross_attn is not None:
+            raise ValueError("query_positions / layout are for encoder blocks (no cross-attention)")
+        residual = None
+        if query_positions is not None:
+
+            def residual(h: Tensor) -> Tensor:
+                return (layout.pad(h) if layout is not None else h)[:, query_positions]
+
         weights: dict[str, Tensor | None] = {}
         x, weights["self"] = self._residual(
             x,
@@ -93,7 +112,10 @@ class TransformerBlock(nn.Module):
                 is_causal=is_causal,
                 cache=cache.self_attn if cache is not None else None,
                 need_weights=need_weights,
+                query_positions=query_positions,
+                layout=layout,
             ),
+            residual,
         )
         if self.cross_attn is not None:
             x, weights["cross"] = self._residual(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .attention import TokenLayout
 from .block import BlockCache, TransformerBlock
 
 
@@ -67,11 +68,35 @@ class TransformerStack(nn.Module):
         attn_mask: Tensor | None = None,
         cache: list[BlockCache] | None = None,
         need_weights: bool = False,
+        query_positions: slice | Tensor | None = None,
+        skip_padding: bool = False,
     ) -> Tensor | tuple[Tensor, list[dict[str, Tensor | None]]]:
         """x (B, T, D) embedded inputs; context (B, S, Dc). With a cache, x holds only the new positions and
-        padding_mask covers all positions so far. Returns (B, T, D), plus per-layer weights if need_weights."""
+        padding_mask covers all positions so far. Returns (B, T, D), plus per-layer weights if need_weights.
+
+        Inference fast paths for bidirectional stacks without cross-attention, equal to the plain path at
+        every position they return (they change no weights, so training can use either):
+          query_positions  slice / (Tq,) index: only these positions' outputs are needed (slice(0, 1): the
+                           [CLS] vector of a classifier); the LAST layer computes queries, attention output
+                           and feed-forward only there (keys and values from every position), and the
+                           result is (B, Tq, D);
+          skip_padding     with a padding_mask: projections, norms and feed-forwards run on the real tokens
+                           only (gathered, attention itself padded); padding positions of the result are 0
+                           (the plain path leaves values there that nothing should read)."""
+        if (query_positions is not None or skip_padding) and (self.causal or cache is not None or context is not None):
+            raise ValueError("query_positions / skip_padding are for bidirectional stacks without cache or context")
+        layout = None
+        if skip_padding and padding_mask is not None:
+            layout = TokenLayout.from_padding_mask(padding_mask)
+            x = layout.pack(x)  # (N, D)
         all_weights = []
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
+            extra = {}
+            if layout is not None:
+                extra["layout"] = layout
+            if query_positions is not None and i == last:
+                extra["query_positions"] = query_positions
             x, weights = layer(
                 x,
                 context,
@@ -81,10 +106,15 @@ class TransformerStack(nn.Module):
                 context_padding_mask=context_padding_mask,
                 cache=cache[i] if cache is not None else None,
                 need_weights=need_weights,
+                **extra,
             )
             all_weights.append(weights)
         if self.final_norm is not None:
             x = self.final_norm(x)
+        if layout is not None and (query_positions is None or not self.layers):
+            x = layout.pad(x)  # (B, T, D)
+        if query_positions is not None and not self.layers:
+            x = x[:, query_positions]
         return (x, all_weights) if need_weights else x
 
 
