@@ -78,4 +78,5 @@ def test_learns_to_copy_held_out_sequences():
                       compute_metrics=parts.compute_metrics, progress=False)
     metrics = trainer.fit()
     assert trainer.step == 400
-    assert metrics["eval/token_accuracy"] == 1.0, metrics
+    # learned, not bit-exact: the thread count and the optimizer kernel move the last few tokens
+    assert metrics["eval/token_accuracy"] >= 0.999 and metrics["eval/sequence_accuracy"] >= 0.99, metrics

@@ -172,3 +172,17 @@ def test_presets():
     assert (tiny.image_size, tiny.patch_size, tiny.d_model, tiny.n_layers, tiny.n_heads, tiny.d_ff) == (224, 16, 192, 12, 3, 768)
     with torch.device("meta"):  # no memory, no init time
         assert 5.70e6 < sum(p.numel() for p in ViT(tiny).parameters()) < 5.73e6  # DeiT-Ti: 5.7M
+
+
+def test_cls_only_last_layer_gives_the_full_paths_logits_and_gradients():
+    vit = _vit(pool="cls").train()  # no dropout in _vit: both passes see the same function
+    x, y = torch.randn(B, 1, 28, 28), torch.tensor([0, 1, 2])
+    fast = vit(x, y)
+    fast.loss.backward()
+    fast_grads = {n: p.grad.clone() for n, p in vit.named_parameters()}
+    vit.zero_grad()
+    full = vit.forward_head(vit.forward_features(x))  # every position through every layer
+    nn.functional.cross_entropy(full, y).backward()
+    assert max_diff(fast.logits, full) < 1e-5
+    for n, p in vit.named_parameters():
+        assert torch.allclose(fast_grads[n], p.grad, atol=1e-6), n
