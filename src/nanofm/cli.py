@@ -604,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
     q.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("benchmark", help="fine-tune models on a task suite and print a results table")
+    p = sub.add_parser("benchmark", help="the results tables: BETO-style fine-tuning (beto), ViT with and without MAE (vision), text to image (t2i)")
     bench_sub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     q = bench_sub.add_parser(
         "beto",
