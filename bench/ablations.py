@@ -24,10 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import nanofm.nn.attention as attention
-from bench_utils import mlm_docs
 from bert import configs, mlm_batch, train_step
-from common import Case, compare, main_for, table
-from nanofm.data.collate import pad_sequences
+from common import Case, table
 from nanofm.data.mlm import MLMCollator
 from nanofm.models import IGNORE_INDEX, BertForMaskedLM
 from nanofm.nn import MultiHeadAttention
@@ -35,6 +33,23 @@ from nanofm.train import TrainConfig
 from nanofm.train.optim import build_optimizer
 
 OPT = TrainConfig(lr=1e-4)
+
+
+def mlm_docs(n_tokens: int, max_len: int, vocab: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """Documents [CLS] w ... w [SEP] with about n_tokens tokens in all, lengths log-normal around max_len / 3
+    (clipped to [8, max_len]): like sentences and short paragraphs, most shorter than a block."""
+    g = torch.Generator().manual_seed(seed)
+    docs, total = [], 0
+    while total < n_tokens:
+        n = int(torch.empty(1).log_normal_(mean=0.0, std=0.6, generator=g).item() * max_len / 3)
+        n = max(8, min(max_len, n))
+        tokens = torch.randint(5, vocab, (n,), generator=g)
+        tokens[0], tokens[-1] = 2, 3
+        word_ids = torch.arange(n)
+        word_ids[0] = word_ids[-1] = -1
+        docs.append({"tokens": tokens, "word_ids": word_ids})
+        total += n
+    return docs
 
 
 @contextmanager

@@ -125,11 +125,6 @@ def matmul_probe(device: torch.device, dtype: torch.dtype, n: int = 2048) -> Cal
     return probe
 
 
-def measure_ceiling(device: torch.device, dtype: torch.dtype, repeats: int = 7, n: int = 2048) -> float:
-    probe = matmul_probe(device, dtype, n)
-    return statistics.median(probe() for _ in range(repeats))
-
-
 # ---------------------------------------------------------------------- FLOPs
 
 

@@ -25,7 +25,6 @@ from nanofm.train.checkpoint import checkpoint_name, load_model_weights, pick_ch
 from .folder import image_stats, load_hf, save_hf
 from .tokenizer import load_hf_tokenizer, load_tokenizer, read_json
 
-FINETUNE_MAX_LEN = 128  # tokens per example when fine-tuning an imported BERT (the BETO recipe's)
 
 
 def _prepare(out: Path, overwrite: bool) -> None:
@@ -60,7 +59,7 @@ def convert_from_hf(hf_dir: str | Path, out: str | Path, overwrite: bool = False
             lines.append(f"  no tokenizer ({e}); fill-mask and finetune need one")
         if tok is not None and tok.vocab_size != cfg.vocab_size:
             lines.append(f"  note: the tokenizer has {tok.vocab_size} tokens, the model {cfg.vocab_size} embeddings")
-        max_len = min(FINETUNE_MAX_LEN, cfg.max_len)
+        max_len = min(FinetuneDataConfig.max_len, cfg.max_len)
         if isinstance(model, (BertModel, BertForMaskedLM)):
             task = MLMTaskConfig(model=cfg, data=CorpusDataConfig(max_len=max_len))
             if isinstance(model, BertModel):

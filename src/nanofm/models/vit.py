@@ -128,9 +128,11 @@ class ViT(nn.Module):
             x = torch.cat([(self.cls_token + cls_pos).expand(x.size(0), -1, -1), x], dim=1)
         return self.drop(x)
 
-    def forward_features(self, images: Tensor, ids_keep: Tensor | None = None) -> Tensor:
-        """images (B, C, H, W) -> normalised token features (B, T, D), [CLS] first when pool="cls"."""
-        return self.encoder(self.embed(images, ids_keep))
+    def forward_features(self, images: Tensor, ids_keep: Tensor | None = None,
+                         query_positions: slice | None = None) -> Tensor:
+        """images (B, C, H, W) -> normalised token features (B, T, D), [CLS] first when pool="cls";
+        query_positions: the last layer's outputs at those positions only (see Encoder)."""
+        return self.encoder(self.embed(images, ids_keep), query_positions=query_positions)
 
     def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor:
         """features (B, T, D) -> logits (B, n_classes), or the pooled vector (B, D) with pre_logits
@@ -142,11 +144,8 @@ class ViT(nn.Module):
         """images (B, C, H, W), targets (B,) class ids -> logits (B, n_classes) and the mean cross-entropy.
         With [CLS] pooling only [CLS] is read, so the last layer computes its query, attention output and
         feed-forward there alone (keys and values from every token): the same logits and gradients, less work."""
-        if self.cfg.pool == "cls":
-            features = self.encoder(self.embed(images), query_positions=slice(0, 1))  # (B, 1, D)
-        else:
-            features = self.forward_features(images)  # (B, T, D)
-        logits = self.forward_head(features)
+        only_cls = slice(0, 1) if self.cfg.pool == "cls" else None
+        logits = self.forward_head(self.forward_features(images, query_positions=only_cls))  # features (B, 1 or T, D)
         if targets is None:
             return ModelOutput(logits=logits)
         return ModelOutput(loss=F.cross_entropy(logits.float(), targets), logits=logits)

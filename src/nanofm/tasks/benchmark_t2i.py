@@ -29,6 +29,7 @@ import yaml
 from torch import Tensor
 
 from nanofm.config import ConfigError
+from nanofm.data.fashion_mnist import DEBIAN_SOURCE
 from nanofm.data.scenes import COLOURS, ITEMS, SceneSet, compose_one, content_key, load_scenes, zero_shot_prompts
 from nanofm.models.dit import DiffusionDecoder
 from nanofm.models.prior import DiffusionPrior
@@ -158,8 +159,8 @@ def benchmark_t2i(run_dir: str | Path, verifier_dir: str | Path, n: int = 200, s
     verifier = load_verifier(verifier_dir)
     data = t2i.data_dir
     test, held = load_scenes(data, "test"), load_scenes(data, "heldout")
-    if not Path(fmnist).exists() and Path("/usr/share/datasets/fashion-mnist").is_dir():
-        fmnist = "/usr/share/datasets/fashion-mnist"
+    if not Path(fmnist).exists() and Path(DEBIAN_SOURCE).is_dir():
+        fmnist = DEBIAN_SOURCE
     rows, t0 = [], time.time()
 
     def row(name: str, value: float, note: str = "") -> None:

@@ -22,6 +22,7 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor
 
+from nanofm.data.collate import pad_sequences
 from nanofm.data.scenes import SceneSet, content_key, load_scenes
 from nanofm.models.clip import CLIP, CLIPConfig
 from nanofm.models.dit import DiffusionDecoder, DiTConfig
@@ -136,10 +137,7 @@ class CaptionEncoder:
 
     def __call__(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         ids = [self.tok.encode(t.lower().strip(), max_length=self.max_len).ids for t in texts]
-        width = max(len(x) for x in ids)
-        tokens = torch.full((len(ids), width), self.tok.pad_id, dtype=torch.long)
-        for i, x in enumerate(ids):
-            tokens[i, : len(x)] = torch.tensor(x)
+        tokens = pad_sequences([torch.tensor(x, dtype=torch.long) for x in ids], self.tok.pad_id)  # (B, T)
         return tokens, tokens == self.tok.pad_id
 
 

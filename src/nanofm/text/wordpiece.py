@@ -102,10 +102,9 @@ class WordPieceTokenizer:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such tokenizer file")
         try:
-            tok = cls.from_vocab(path).hf if path.suffix == ".txt" else HFTokenizer.from_file(str(path))
+            return cls.from_vocab(path) if path.suffix == ".txt" else cls(HFTokenizer.from_file(str(path)))
         except Exception as e:  # tokenizers raises plain Exceptions
             raise ValueError(f"{path}: not a WordPiece tokenizer file ({e})") from None
-        return cls(tok)
 
     @classmethod
     def from_vocab(cls, path: str | Path, lowercase: bool = False, strip_accents: bool | None = False, nfc: bool = True,

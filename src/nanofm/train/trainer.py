@@ -223,7 +223,7 @@ class Trainer:
         return self._finish(bar, handlers, stopped)
 
     def _accumulate(self, indices: list[int], sync: bool) -> None:
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() if self._compiling else 0.0
         batch = to_device(self.collate([self.train_data[i] for i in indices]), self.device)
         no_sync = self.ddp.no_sync() if self.dist.enabled and not sync else nullcontext()
         with no_sync:
@@ -234,9 +234,10 @@ class Trainer:
             (out.loss.float() * w).backward()  # summed over real tokens; divided by the step's total later
         self.window[0] += out.loss.detach().double().item() * w
         self.window[1] += w
-        if self._compiling and self.dist.is_main:
-            tqdm.write(f"torch.compile: first micro-batch {time.perf_counter() - t0:.1f} s, compilation included")
-        self._compiling = False
+        if self._compiling:
+            if self.dist.is_main:
+                tqdm.write(f"torch.compile: first micro-batch {time.perf_counter() - t0:.1f} s, compilation included")
+            self._compiling = False
 
     def _optimizer_step(self) -> tuple[float, float, float]:
         """Normalise the accumulated gradient by the step's real tokens (all processes), clip, and step,
@@ -415,8 +416,10 @@ class Trainer:
         """A budget run keeps the length it fixed. A step (or epoch) run takes this config's length, so a
         finished run can be continued (train.steps=6000 on a 4000-step run): the schedule is laid over the new
         length from the step reached, e.g. linear decay restarts from lr * (1 - progress at that step)."""
-        if self.cfg.budget or saved is None or saved == self.total_steps:
-            self.total_steps = saved if self.cfg.budget else self.total_steps
+        if self.cfg.budget:
+            self.total_steps = saved
+            return
+        if saved == self.total_steps:
             return
         if self.total_steps < self.step:
             raise TrainingError(f"{path}: already at step {self.step}, past this config's {self.total_steps} steps")

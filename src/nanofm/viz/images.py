@@ -12,12 +12,13 @@ import torch
 from torch import Tensor
 
 
-def _show(ax, image: Tensor, title: str = "") -> None:
+def _show(ax, image: Tensor, title: str = "", interpolation: str | None = None) -> None:
+    """image (C, H, W) in [0, 1], grey or RGB, on a bare axis."""
     img = image.detach().float().clamp(0, 1).cpu()
     if img.size(0) == 1:
-        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation=interpolation)
     else:
-        ax.imshow(img.permute(1, 2, 0).numpy())
+        ax.imshow(img.permute(1, 2, 0).numpy(), interpolation=interpolation)
     ax.set_xticks([]), ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=8)

@@ -11,12 +11,7 @@ from typing import Sequence
 
 from torch import Tensor
 
-
-def _show(ax, image: Tensor) -> None:
-    img = image.detach().float().clamp(0, 1).cpu()
-    ax.imshow(img[0].numpy() if img.size(0) == 1 else img.permute(1, 2, 0).numpy(), cmap="gray" if img.size(0) == 1 else None,
-              interpolation="nearest")
-    ax.set_xticks([]), ax.set_yticks([])
+from .images import _show
 
 
 def plot_sample_grid(images: Tensor, path: str | Path, caption: str = "", ncols: int | None = None,
@@ -30,7 +25,7 @@ def plot_sample_grid(images: Tensor, path: str | Path, caption: str = "", ncols:
     fig = Figure(figsize=(1.5 * ncols + 0.4, 1.5 * nrows + (0.5 if caption else 0.1)), dpi=100)
     for i in range(n):
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        _show(ax, images[i])
+        _show(ax, images[i], interpolation="nearest")  # small images: crisp pixels
         if i < len(labels):
             ax.set_xlabel(labels[i], fontsize=7)
     if caption:
@@ -50,7 +45,7 @@ def plot_image_rows(rows: Sequence[Tensor], row_names: Sequence[str], column_tit
     for r, (images, name) in enumerate(zip(rows, row_names)):
         for i in range(n):
             ax = fig.add_subplot(len(rows), n, r * n + i + 1)
-            _show(ax, images[i])
+            _show(ax, images[i], interpolation="nearest")  # small images: crisp pixels
             if i == 0:
                 ax.set_ylabel(name, fontsize=8)
             if r == 0 and i < len(column_titles):
