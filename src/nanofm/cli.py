@@ -392,12 +392,37 @@ def cmd_benchmark_t2i(args: argparse.Namespace) -> None:
     print(f"written to {Path(args.out) / 'table.md'} and table.json ({result['seconds']:.0f}s)")
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from nanofm.tasks.demo import PARTS, Demo, run_demo
+
+    only = tuple(p for p in args.only.split(",") if p) if args.only else PARTS
+    run_demo(Demo(budget=args.budget, out=Path(args.out), data=Path(args.data), configs=Path(args.configs), only=only,
+                  preset=args.preset, progress=not args.no_progress))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nanofm",
         description="nanofm: pretrain and adapt small foundation models on one shared Transformer core.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "demo", help="the lecture end to end (translation, Spanish BERT, ViT + MAE, text to image) and a report",
+        description="Prepares missing data, then runs four parts within the budget: the RNN against the Transformer "
+        "for translation, Spanish BERT pretraining with fill-mask and the BETO-style table, the ViT with and without "
+        "MAE pretraining, and text to image (CLIP, prior, decoder, verifier). Writes OUT/report.html (self-contained) "
+        "and OUT/report.md. Rerunning it skips finished parts and resumes an interrupted one from its checkpoints.",
+    )
+    p.add_argument("--budget", default="30m", help="total time, shared out among the parts as they run (default 30m)")
+    p.add_argument("--out", default="runs/demo", help="folder for the runs and the report (default runs/demo)")
+    p.add_argument("--only", help="comma-separated parts among translation,bert,vision,t2i (default: all four)")
+    p.add_argument("--preset", default="laptop", choices=["laptop", "tiny"],
+                   help="laptop: the configs as they are; tiny: tiny models and short evaluations, a smoke run in a minute")
+    p.add_argument("--data", default="data", help="folder of the prepared datasets; missing ones are prepared (default data)")
+    p.add_argument("--configs", default="configs", help="folder of the run configs (default configs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("version", help="print the nanofm, torch and python versions")
     p.set_defaults(func=cmd_version)

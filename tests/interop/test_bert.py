@@ -146,5 +146,5 @@ def test_unrepresentable_configs_are_refused(change, message, tmp_path):
 
 
 def test_export_of_a_classifier_needs_matching_labels():
-    with pytest.raises(ValueError, match="2 label names for a head of 4 classes"):
+    with pytest.raises(ValueError, match="2 class names for a head of 4 classes"):
         to_hf(_nanofm(BertForSequenceClassification), ["a", "b"])

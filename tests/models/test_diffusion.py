@@ -69,22 +69,29 @@ def test_ddim_with_every_step_and_eta_1_is_ddpm():
     assert abs(few.mean().item() - MU) < 0.02 and abs(few.std().item() - SD) < 0.02
 
 
-def test_guidance_scale_1_is_the_conditional_prediction():
+def test_guidance_mixes_the_conditional_and_unconditional_halves():
     net = torch.nn.Bilinear(3, 2, 3)
     denoise = lambda x, t, c: net(x, c) * (1 + t[:, None].float())  # noqa: E731
     x, t, c, null = torch.randn(5, 3), torch.randint(0, 9, (5,)), torch.randn(5, 2), torch.zeros(5, 2)
+    both = lambda x2, t2: denoise(x2, t2, torch.cat([c, null]))  # noqa: E731
     with torch.no_grad():
-        assert torch.allclose(guided(denoise, x, t, c, null, 1.0), denoise(x, t, c), atol=1e-6)
-        assert torch.allclose(guided(denoise, x, t, c, null, 0.0), denoise(x, t, null), atol=1e-6)
-        g3 = guided(denoise, x, t, c, null, 3.0)
+        assert torch.allclose(guided(both, x, t, 1.0), denoise(x, t, c), atol=1e-6)
+        assert torch.allclose(guided(both, x, t, 0.0), denoise(x, t, null), atol=1e-6)
+        g3 = guided(both, x, t, 3.0)
         assert torch.allclose(g3, denoise(x, t, null) + 3 * (denoise(x, t, c) - denoise(x, t, null)), atol=1e-5)
 
 
-def test_min_snr_weights_are_bounded():
-    s = NoiseSchedule(DiffusionConfig(timesteps=100, prediction="v", loss_weighting="min_snr"))
-    x0, noise = torch.randn(64, 4), torch.randn(64, 4)
-    t = torch.arange(64)
-    assert torch.isfinite(s.loss(torch.zeros(64, 4), x0, noise, t))
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_min_snr_loss_is_the_x0_error_weighted_by_min_snr_gamma(prediction):
+    """Min-SNR-gamma (Hang et al. 2023) in any parameterisation: mean of min(SNR, gamma) * |x0_hat - x0|^2."""
+    s = NoiseSchedule(DiffusionConfig(timesteps=100, prediction=prediction, loss_weighting="min_snr", min_snr_gamma=5.0,
+                                      clip_x0=None))
+    g = torch.Generator().manual_seed(0)
+    x0, noise, t = torch.randn(64, 4, generator=g), torch.randn(64, 4, generator=g), torch.randint(0, 100, (64,), generator=g)
+    pred = s.target(x0, noise, t) + 0.1 * torch.randn(64, 4, generator=g)
+    x0_hat, _ = s.split(pred, s.q_sample(x0, t, noise), t)
+    expected = (s.snr(t).clamp(max=5.0) * (x0_hat - x0).pow(2).mean(1)).mean().float()
+    assert torch.allclose(s.loss(pred, x0, noise, t), expected, rtol=1e-3)
 
 
 def test_ema_tracks_the_source():

@@ -112,9 +112,9 @@ def test_decoder_guidance_1_is_conditional_and_every_weight_learns():
     x, t, c = torch.randn(3, 3, 8, 8), torch.randint(0, 50, (3,)), torch.randn(3, E)
     with torch.no_grad():
         assert torch.allclose(dec.guided_prediction(x, t, c, 1.0, use_ema=False), dec.net(x, t, c))
-        from nanofm.models.diffusion import guided
-        null = dec.net.null_cond.expand_as(c)
-        assert torch.allclose(guided(dec.net, x, t, c, null, 1.0), dec.net(x, t, c), atol=1e-5)
+        cond, uncond = dec.net(x, t, c), dec.net(x, t, dec.net.null_cond.expand_as(c))
+        assert not torch.allclose(cond, uncond, atol=1e-3)
+        assert torch.allclose(dec.guided_prediction(x, t, c, 3.0, use_ema=False), uncond + 3 * (cond - uncond), atol=1e-4)
     dec.train()
     dec(torch.randn(4, 3, 8, 8), torch.randn(4, E)).loss.backward()
     missing = [n for n, p in dec.named_parameters() if p.requires_grad and n != "net.null_cond" and p.grad is None]
@@ -165,3 +165,19 @@ def test_unclip_generates_with_and_without_the_prior():
     a = pipe.generate(tokens, pad, steps=3, prior_steps=3, generator=torch.Generator().manual_seed(5))
     b = pipe.generate(tokens, pad, steps=3, prior_steps=3, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_the_moving_average_steps_once_per_optimizer_step(tmp_path):
+    """The Trainer updates the EMA after each optimizer step, never per micro-batch; sampling reads it."""
+    from nanofm.train import TrainConfig, Trainer
+
+    dec = tiny_decoder()
+    data = [{"images": torch.randn(3, 8, 8).clamp(-1, 1), "cond": torch.randn(E)} for _ in range(16)]
+    cfg = TrainConfig(steps=3, batch_size=8, micro_batch_size=4, lr=1e-3, warmup_steps=0, eval_every=0, save_every=0,
+                      log_every=1)
+    collate = lambda ex: {k: torch.stack([e[k] for e in ex]) for k in ex[0]}  # noqa: E731
+    Trainer(dec, data, cfg, collate=collate, run_dir=tmp_path / "run", progress=False).fit()
+    assert int(dec.ema.updates) == 3  # 3 steps of 2 micro-batches each
+    assert dec.denoiser() is dec.ema.module and dec.denoiser(use_ema=False) is dec.net
+    ema, live = dict(dec.ema.module.named_parameters()), dict(dec.net.named_parameters())
+    assert any(not torch.equal(ema[n], live[n]) for n in live)  # an average, not a copy of the last weights

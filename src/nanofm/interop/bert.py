@@ -96,6 +96,14 @@ def labels_from_hf(c: Mapping[str, Any]) -> list[str] | None:
     return [f"LABEL_{i}" for i in range(c["num_labels"])] if c.get("num_labels") else None
 
 
+def labels_to_hf(labels: list[str] | None, n: int) -> dict[str, Any]:
+    """Class names (default LABEL_i) -> config.json's id2label and label2id, for a head of n classes."""
+    labels = labels or [f"LABEL_{i}" for i in range(n)]
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} class names for a head of {n} classes")
+    return {"id2label": {str(i): name for i, name in enumerate(labels)}, "label2id": {n: i for i, n in enumerate(labels)}}
+
+
 def config_to_hf(model: nn.Module, labels: list[str] | None = None) -> dict[str, Any]:
     """A nanofm BERT model -> config.json (as a dict); `labels` name the classes of a classifier."""
     cfg: BertConfig = model.cfg
@@ -109,10 +117,7 @@ def config_to_hf(model: nn.Module, labels: list[str] | None = None) -> dict[str,
         "pad_token_id": cfg.pad_id, "position_embedding_type": "absolute", "tie_word_embeddings": True,
     }  # fmt: skip
     if arch in CLASSIFIERS:
-        labels = labels or [f"LABEL_{i}" for i in range(cfg.n_labels)]
-        if len(labels) != cfg.n_labels:
-            raise ValueError(f"{len(labels)} label names for a head of {cfg.n_labels} classes")
-        out |= {"id2label": {str(i): name for i, name in enumerate(labels)}, "label2id": {n: i for i, n in enumerate(labels)}}
+        out |= labels_to_hf(labels, cfg.n_labels)
     return out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from nanofm import __version__
 from nanofm.models.bert import BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification, BertModel
@@ -94,7 +95,8 @@ def run_model(run_dir: str | Path, checkpoint: str = "best") -> tuple[torch.nn.M
     weights = pick_checkpoint(run_dir, checkpoint) / "model.safetensors"
     labels = None
     if cfg.task in ("mlm", "finetune"):
-        keys = set(read_state_dict(weights))
+        with safe_open(str(weights), "pt") as f:  # the names only: the weights are read once, by load_model_weights
+            keys = set(f.keys())
         if "mlm_head.dense.weight" in keys:
             model = BertForMaskedLM(cfg.model)
         elif "classifier.proj.weight" in keys:

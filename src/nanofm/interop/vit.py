@@ -17,7 +17,7 @@ from torch import Tensor
 
 from nanofm.models.vit import ViT, ViTConfig
 
-from .bert import labels_from_hf
+from .bert import labels_from_hf, labels_to_hf
 from .mapping import Converted, Plan, Rename, export_to_hf, load_from_hf
 
 HF_DEFAULTS = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
@@ -87,10 +87,7 @@ def config_to_hf(model: ViT, labels: list[str] | None = None) -> dict[str, Any]:
         "patch_size": cfg.patch_size, "num_channels": cfg.in_channels, "qkv_bias": True,
     }  # fmt: skip
     if cfg.n_classes:
-        labels = labels or [f"LABEL_{i}" for i in range(cfg.n_classes)]
-        if len(labels) != cfg.n_classes:
-            raise ValueError(f"{len(labels)} class names for a head of {cfg.n_classes} classes")
-        out |= {"id2label": {str(i): n for i, n in enumerate(labels)}, "label2id": {n: i for i, n in enumerate(labels)}}
+        out |= labels_to_hf(labels, cfg.n_classes)
     return out
 
 

@@ -189,14 +189,10 @@ class NoiseSchedule(nn.Module):
         return x
 
 
-def guided(denoise: Callable[..., Tensor], x: Tensor, t: Tensor, cond: Tensor, null: Tensor, scale: float,
-           **kwargs) -> Tensor:
-    """Classifier-free guidance: uncond + scale * (cond - uncond), both predictions in one batch of 2B.
-    `denoise(x, t, cond, **kwargs)`; `null` is the condition that stands for "no condition" (B, ...).
-    Scale 1 is the conditional prediction alone; scale 0 the unconditional one."""
-    both = denoise(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, null]),
-                   **{k: torch.cat([v, v]) if isinstance(v, Tensor) else v for k, v in kwargs.items()})
-    c, u = both.chunk(2)
+def guided(both: Callable[[Tensor, Tensor], Tensor], x: Tensor, t: Tensor, scale: float) -> Tensor:
+    """Classifier-free guidance: uncond + scale * (cond - uncond). `both(x2, t2)` predicts on the batch
+    doubled, (2B, ...): its first half with the condition, its second half without."""
+    c, u = both(torch.cat([x, x]), torch.cat([t, t])).chunk(2)
     return u + scale * (c - u)
 
 
@@ -224,3 +220,23 @@ class EMA(nn.Module):
         for b_ema, b_src in zip(self.module.buffers(), source.buffers()):
             b_ema.copy_(b_src)
         self.updates += 1
+
+
+class DiffusionModel(nn.Module):
+    """What the prior and the decoder share: a denoising network `net`, its noise schedule, and an
+    exponential moving average of its weights, updated after every optimizer step (the Trainer calls
+    after_optimizer_step) and used for sampling."""
+
+    def __init__(self, net: nn.Module, diffusion: DiffusionConfig, ema_decay: float):
+        super().__init__()
+        self.net = net
+        self.schedule = NoiseSchedule(diffusion)
+        self.ema = EMA(net, ema_decay) if ema_decay > 0 else None
+
+    def after_optimizer_step(self) -> None:
+        if self.ema is not None:
+            self.ema.update(self.net)
+
+    def denoiser(self, use_ema: bool = True) -> nn.Module:
+        """The network sampling uses: the weights' moving average, unless use_ema is False."""
+        return self.ema.module if use_ema and self.ema is not None else self.net

@@ -21,7 +21,7 @@ from nanofm.nn.adaptive import AdaLNZeroBlock, AdaptiveLayerNorm
 from nanofm.nn.layers import PatchEmbedding
 from nanofm.nn.positional import TimestepEmbedding, sincos_2d_table
 
-from .diffusion import EMA, DiffusionConfig, NoiseSchedule, guided
+from .diffusion import DiffusionConfig, DiffusionModel, guided
 from .mae import unpatchify
 from .output import ModelOutput
 
@@ -100,16 +100,13 @@ class DiT(nn.Module):
         return unpatchify(h, cfg.patch_size, cfg.in_channels, cfg.image_size, cfg.image_size)
 
 
-class DiffusionDecoder(nn.Module):
+class DiffusionDecoder(DiffusionModel):
     """Training: images (B, C, H, W) in [-1, 1] and their condition (B, E) -> the DDPM loss.
     Sampling: conditions (B, E) -> images, by DDIM with classifier-free guidance, from the EMA weights."""
 
     def __init__(self, cfg: DiTConfig):
-        super().__init__()
+        super().__init__(DiT(cfg), cfg.diffusion, cfg.ema_decay)
         self.cfg = cfg
-        self.net = DiT(cfg)
-        self.schedule = NoiseSchedule(cfg.diffusion)
-        self.ema = EMA(self.net, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     def drop_condition(self, cond: Tensor) -> Tensor:
         """cond (B, E) with a cfg.cond_drop share of the rows replaced by the null condition."""
@@ -117,8 +114,6 @@ class DiffusionDecoder(nn.Module):
         return torch.where(drop[:, None], self.net.null_cond.to(cond.dtype).expand_as(cond), cond)
 
     def forward(self, images: Tensor, cond: Tensor) -> ModelOutput:
-        if self.training and self.ema is not None:  # once per training forward: averages the weights of the last step
-            self.ema.update(self.net)
         if self.training:
             cond = self.drop_condition(cond)
         t = self.schedule.sample_timesteps(images.size(0), images.device)
@@ -126,15 +121,13 @@ class DiffusionDecoder(nn.Module):
         pred = self.net(self.schedule.q_sample(images, t, noise), t, cond)
         return ModelOutput(loss=self.schedule.loss(pred, images, noise, t))
 
-    def denoiser(self, use_ema: bool = True) -> DiT:
-        return self.ema.module if use_ema and self.ema is not None else self.net
-
     def guided_prediction(self, x: Tensor, t: Tensor, cond: Tensor, scale: float, use_ema: bool = True) -> Tensor:
         """The classifier-free-guided prediction at (x, t); scale 1: the conditional prediction only."""
         net = self.denoiser(use_ema)
         if scale == 1.0:
             return net(x, t, cond)
-        return guided(net, x, t, cond, net.null_cond.to(cond.dtype).expand_as(cond), scale)
+        null = net.null_cond.to(cond.dtype).expand_as(cond)
+        return guided(lambda x2, t2: net(x2, t2, torch.cat([cond, null])), x, t, scale)
 
     @torch.no_grad()
     def sample(self, cond: Tensor, steps: int = 50, guidance: float = 3.0, eta: float = 0.0,

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from nanofm.nn import Encoder
 from nanofm.nn.positional import TimestepEmbedding
 
-from .diffusion import EMA, DiffusionConfig, NoiseSchedule
+from .diffusion import DiffusionConfig, DiffusionModel, guided
 from .output import ModelOutput
 
 
@@ -90,20 +90,15 @@ class PriorNet(nn.Module):
         return self.out(self.encoder(seq, padding_mask=pad)[:, -1])
 
 
-class DiffusionPrior(nn.Module):
+class DiffusionPrior(DiffusionModel):
     """Training: CLIP image embeddings (B, E), text embeddings (B, E) and caption token features -> the loss.
     Sampling: captions -> image embeddings (unit vectors), with classifier-free guidance."""
 
     def __init__(self, cfg: PriorConfig):
-        super().__init__()
+        super().__init__(PriorNet(cfg), cfg.diffusion, cfg.ema_decay)
         self.cfg = cfg
-        self.net = PriorNet(cfg)
-        self.schedule = NoiseSchedule(cfg.diffusion)
-        self.ema = EMA(self.net, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     def forward(self, image_emb: Tensor, text_emb: Tensor, text_tokens: Tensor, text_pad: Tensor) -> ModelOutput:
-        if self.training and self.ema is not None:
-            self.ema.update(self.net)
         x0 = image_emb * self.cfg.embed_dim**0.5
         drop = torch.rand(x0.size(0), device=x0.device) < self.cfg.cond_drop if self.training else None
         t = self.schedule.sample_timesteps(x0.size(0), x0.device)
@@ -113,15 +108,12 @@ class DiffusionPrior(nn.Module):
 
     def guided_prediction(self, z: Tensor, t: Tensor, text_emb: Tensor, text_tokens: Tensor, text_pad: Tensor,
                           scale: float, use_ema: bool = True) -> Tensor:
-        net = self.ema.module if use_ema and self.ema is not None else self.net
+        net = self.denoiser(use_ema)
         if scale == 1.0:
             return net(z, t, text_emb, text_tokens, text_pad)
-        b = z.size(0)
-        drop = torch.arange(2 * b, device=z.device) >= b  # the second half: no caption
-        both = net(torch.cat([z, z]), torch.cat([t, t]), torch.cat([text_emb, text_emb]),
-                   torch.cat([text_tokens, text_tokens]), torch.cat([text_pad, text_pad]), drop)
-        c, u = both.chunk(2)
-        return u + scale * (c - u)
+        drop = torch.arange(2 * z.size(0), device=z.device) >= z.size(0)  # the second half: no caption
+        two = lambda v: torch.cat([v, v])  # noqa: E731
+        return guided(lambda z2, t2: net(z2, t2, two(text_emb), two(text_tokens), two(text_pad), drop), z, t, scale)
 
     @torch.no_grad()
     def sample(self, text_emb: Tensor, text_tokens: Tensor, text_pad: Tensor, steps: int = 64, guidance: float = 1.0,

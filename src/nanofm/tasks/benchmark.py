@@ -43,7 +43,7 @@ def finetune_and_score(run_dir: str | Path, task_dir: str | Path, from_scratch: 
 
 
 def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str], out: str | Path,
-                   overrides: list[str] = (), log: Callable[[str], None] = print) -> dict:
+                   overrides: list[str] = (), log: Callable[[str], None] = print, progress: bool = False) -> dict:
     """Fine-tune every column on every task; write out/table.md and out/table.json; return the results."""
     from nanofm.data.spanish_tasks import load_task
 
@@ -57,7 +57,7 @@ def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str],
         row = {"task": name, "metric": task.metric, "split": "test", "silver": task.silver, "scores": {}}
         for col, (label, run, scratch) in enumerate(columns):
             log(f"== {name}: {label}")
-            m = finetune_and_score(run, task_dir, scratch, out / name / f"column{col}", list(overrides))
+            m = finetune_and_score(run, task_dir, scratch, out / name / f"column{col}", list(overrides), progress)
             row["scores"][label] = 100 * m["score"]
             log(f"   test {task.metric} {100 * m['score']:.2f}")
         rows.append(row)

@@ -134,20 +134,23 @@ def verifier_accuracy(verifier: SceneVerifier, scenes: SceneSet) -> float:
 
 
 @torch.no_grad()
-def zero_shot_fmnist(t2i: TextToImage, lang: str, fmnist: str | Path, n: int = 10000) -> float:
+def zero_shot_fmnist(t2i: TextToImage, fmnist: str | Path, langs: Sequence[str] = ("es", "en"),
+                     n: int = 10000) -> dict[str, float]:
     """CLIP's zero-shot accuracy on real Fashion-MNIST test images (untinted, centred as one-item scenes),
-    each image against one prompt per class ("una foto de un bolso" / "a photo of a bag")."""
+    each image against one prompt per class ("una foto de un bolso" / "a photo of a bag"), per language.
+    The images are embedded once for every language."""
     from nanofm.data.fashion_mnist import load_split
 
     test = load_split(fmnist, "test")
     images, labels = test.images[:n], test.labels[:n]
     scenes = compose_one(images, torch.full((len(labels),), [c[0] for c in COLOURS].index("white")))
     clip = t2i.pipeline.clip
-    tokens, pad = t2i.encode(zero_shot_prompts(lang))
-    text = clip.encode_text(tokens, pad)  # (10, E)
-    preds = torch.cat([(clip.encode_image(to_model_range(scenes[i : i + 500])) @ text.t()).argmax(1)
-                       for i in range(0, len(scenes), 500)])
-    return float((preds == labels).float().mean())
+    image = torch.cat([clip.encode_image(to_model_range(scenes[i : i + 500])) for i in range(0, len(scenes), 500)])
+    accuracy = {}
+    for lang in langs:
+        text = clip.encode_text(*t2i.encode(zero_shot_prompts(lang)))  # (10, E)
+        accuracy[lang] = float(((image @ text.t()).argmax(1) == labels).float().mean())
+    return accuracy
 
 
 def benchmark_t2i(run_dir: str | Path, verifier_dir: str | Path, n: int = 200, steps: int = 50, guidance: float = 3.0,
@@ -187,9 +190,8 @@ def benchmark_t2i(run_dir: str | Path, verifier_dir: str | Path, n: int = 200, s
     retrieval = clip_retrieval(t2i.pipeline.clip, to_model_range(test.images), tokens, pad,
                                content_key(test.items, test.colours))
     row("CLIP top-1 caption retrieval among 100 (test scenes)", retrieval, f"(chance about 0.01; {len(test) // 100 * 100} scenes)")
-    for lang in ("es", "en"):
-        row(f"CLIP zero-shot Fashion-MNIST ({lang}: \"{zero_shot_prompts(lang)[8]}\")", zero_shot_fmnist(t2i, lang, fmnist),
-            "(chance 0.10)")
+    for lang, accuracy in zero_shot_fmnist(t2i, fmnist).items():
+        row(f"CLIP zero-shot Fashion-MNIST ({lang}: \"{zero_shot_prompts(lang)[8]}\")", accuracy, "(chance 0.10)")
     result = {"rows": rows, "run": str(run_dir), "verifier": str(verifier_dir), "steps": steps, "guidance": guidance,
               "seed": seed, "n": n, "seconds": round(time.time() - t0, 1)}
     if out is not None:
@@ -205,3 +207,21 @@ def format_t2i_table(result: dict) -> str:
              "| measure | value | note |", "|---|---:|---|"]
     lines += [f"| {r['measure']} | {100 * r['value']:.2f}% | {r['note']} |" for r in result["rows"]]
     return "\n".join(lines) + "\n"
+
+
+def caption_grid(t2i: TextToImage, scenes: SceneSet, path: str | Path, n: int = 10, seeds: int = 2, steps: int = 50,
+                 guidance: float = 3.0) -> tuple[Path, list[str]]:
+    """Images for n captions of `scenes` (half one item, half two; Spanish and English in turn), one row per
+    seed, above the real scene each caption was written for. The PNG's path and the captions."""
+    from nanofm.viz.samples import plot_image_rows
+
+    one = torch.nonzero(scenes.items[:, 0] >= 0).flatten()
+    two = torch.nonzero(scenes.items[:, 0] < 0).flatten()
+    spread = lambda idx, k: idx[torch.linspace(0, len(idx) - 1, k).round().long()] if len(idx) > k else idx  # noqa: E731
+    idx = torch.cat([spread(one, n - n // 2), spread(two, n // 2)])
+    captions = [scenes.captions[j]["es" if i % 2 == 0 else "en"][0] for i, j in enumerate(idx.tolist())]
+    rows = [t2i(captions, steps=steps, guidance=guidance, seed=s) for s in range(seeds)]
+    rows.append(scenes.images[idx].float() / 255)
+    names = [f"seed {s}" for s in range(seeds)] + ["real scene"]
+    title = f"generated (DDIM {steps} steps, guidance {guidance:g}) above a real scene of each caption"
+    return plot_image_rows(rows, names, captions, path, title=title), captions

@@ -8,6 +8,7 @@ for a share of it, then fine-tuned for the rest; and a linear probe of the MAE e
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,6 +35,8 @@ def train_run(cfg: Any, out: Path, progress: bool = False) -> dict[str, float]:
     trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
                       compute_metrics=parts.compute_metrics, run_dir=out, config_yaml=to_yaml(cfg), resume="auto",
                       progress=progress)
+    for name, src in parts.files.items():  # e.g. the tokenizer, beside the model
+        shutil.copyfile(src, out / name)
     fit_to_end(trainer, out)
     if parts.pictures is not None:
         parts.pictures(parts.model, out)
@@ -49,8 +52,10 @@ def train_run(cfg: Any, out: Path, progress: bool = False) -> dict[str, float]:
 
 
 def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str | Path, pretrain_share: float = 0.5,
-                     probe_budget: str = "3m", overrides: list[str] = (), log: Callable[[str], None] = print) -> dict:
-    """Run the three columns; write out/table.md and out/table.json; return the results."""
+                     probe_budget: str = "3m", overrides: list[str] = (), log: Callable[[str], None] = print,
+                     mae_overrides: list[str] = (), progress: bool = False) -> dict:
+    """Run the three columns; write out/table.md and out/table.json; return the results. `overrides` apply to
+    every run, `mae_overrides` to the MAE pretraining only (its decoder, its masking)."""
     from nanofm.tasks import load_task_config
     from nanofm.tasks.vision import ImageClassifyTaskConfig, vision_finetune_config
 
@@ -62,15 +67,15 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
 
     log(f"== ViT from scratch, {budget}")
     scratch_cfg = load_task_config(scratch_config, [*overrides, f"train.budget={budget}"])
-    scratch = train_run(scratch_cfg, out / "scratch")
+    scratch = train_run(scratch_cfg, out / "scratch", progress)
     log(f"   test accuracy {scratch['test_accuracy']:.4f}, {scratch['images_per_s']:.0f} images/s")
 
-    mae_cfg = load_task_config(mae_config, [*overrides, f"train.budget={pre_budget}"])
+    mae_cfg = load_task_config(mae_config, [*overrides, *mae_overrides, f"train.budget={pre_budget}"])
     keys = ("d_model", "n_layers", "n_heads", "d_ff", "patch_size", "pool", "pos")
     if any(getattr(mae_cfg.model, k) != getattr(scratch_cfg.model, k) for k in keys):
         raise ValueError(f"{mae_config} and {scratch_config} must describe the same ViT ({', '.join(keys)})")
     log(f"== MAE pretraining, {pre_budget}")
-    mae = train_run(mae_cfg, out / "mae")
+    mae = train_run(mae_cfg, out / "mae", progress)
     log(f"   {mae['images_per_s']:.0f} images/s")
 
     def from_mae(linear_probe: bool, length: str, name: str) -> dict[str, float]:
@@ -80,7 +85,7 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
             data["data"]["augment"] = _as_dict(scratch_cfg.data.augment)
         origins = {"": f"fine-tuning of {out / 'mae'}"}
         apply_overrides(data, [*overrides, f"train.budget={length}"], origins)
-        return train_run(from_dict(ImageClassifyTaskConfig, data, origins), out / name)
+        return train_run(from_dict(ImageClassifyTaskConfig, data, origins), out / name, progress)
 
     log(f"== MAE encoder fine-tuned, {ft_budget}")
     finetuned = from_mae(False, ft_budget, "mae-finetune")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import statistics
-import time
 from pathlib import Path
 
 from nanofm.config import to_yaml
@@ -18,29 +17,32 @@ from .translation import evaluate_test
 
 
 def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, transformer_config: str,
-                        beam: int = 4, progress: bool = True) -> str:
+                        beam: int = 4, progress: bool = True, rnn_overrides: list[str] = (),
+                        transformer_overrides: list[str] = (), fresh: bool = True) -> str:
     """Train both models for `budget` each, translate the test split with each one's best checkpoint,
-    and return (and write to out/table.md) a Markdown table."""
+    and return (and write to out/table.md) a Markdown table. Runs go to out/translate-rnn and
+    out/translate-transformer: retrained from nothing when `fresh`, else resumed (or kept, when finished)."""
     rows, examples = [], []
-    for name, config in (("RNN: GRU + additive attention", rnn_config), ("Transformer", transformer_config)):
-        cfg = load_task_config(config, [f"train.budget={budget}", f"data.dir={data_dir}"])
+    for name, config, extra in (("RNN: GRU + additive attention", rnn_config, rnn_overrides),
+                                ("Transformer", transformer_config, transformer_overrides)):
+        cfg = load_task_config(config, [f"train.budget={budget}", f"data.dir={data_dir}", *extra])
         parts = build_task(cfg)
         run_dir = out / cfg.task
-        if run_dir.exists():
+        if fresh and run_dir.exists():
             shutil.rmtree(run_dir)
         print(f"\n== {name}: {parts.describe}")
         trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
                           compute_metrics=parts.compute_metrics, run_dir=run_dir, config_yaml=to_yaml(cfg),
-                          progress=progress)
+                          resume=None if fresh else "auto", progress=progress)
         for file, src in parts.files.items():
             shutil.copyfile(src, run_dir / file)
-        t = time.perf_counter()
         fit_to_end(trainer, run_dir)
-        train_seconds = time.perf_counter() - t
+        records = read_metrics(run_dir / "metrics.jsonl")
+        train_seconds = max((r["elapsed"] for r in records if "elapsed" in r), default=0.0)  # resumed runs included
         load_model_weights(parts.model, pick_checkpoint(run_dir, "best") / "model.safetensors")
         tok, test = parts.extras["tokenizer"], parts.extras["test"]
         result = evaluate_test(parts.model, tok, test, beam, cfg.data.length_penalty)
-        speeds = [r["tokens_per_s"] for r in read_metrics(run_dir / "metrics.jsonl") if "tokens_per_s" in r]
+        speeds = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
         rows.append({
             "model": name,
             "parameters": f"{sum(p.numel() for p in parts.model.parameters()) / 1e6:.1f}M",

@@ -254,6 +254,8 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr_at(self.step, self.total_steps or 10**9, cfg)
             self.optimizer.step()
+            if hasattr(self.model, "after_optimizer_step"):  # e.g. a moving average of the weights
+                self.model.after_optimizer_step()
             self.consecutive_bad = 0
         else:
             self.skipped_steps += 1

@@ -1,0 +1,193 @@
+"""`nanofm demo`: the lecture end to end at laptop scale, then a report.
+
+Four parts, each through the same library functions the commands use (no demo-only training code):
+  translation  the RNN with attention against the Transformer (`nanofm compare translation`)
+  bert         Spanish BERT pretraining, fill-mask, the BETO-style table (`pretrain`, `fill-mask`, `benchmark beto`)
+  vision       the ViT from scratch against MAE pretraining + fine-tuning (`benchmark vision`)
+  t2i          CLIP, the diffusion prior and decoder, the verifier, the table and a grid (`benchmark t2i`, `generate`)
+
+The budget is shared out as the demo goes: each part gets its share of the time still left, so a part
+that overran leaves less to the next ones. A part's plan (its budget) and its result are kept in
+OUT/demo.json: a rerun skips finished parts and resumes an interrupted one from its checkpoints with the
+budget it was first given. Each finished part leaves OUT/PART/section.md; report.md and report.html
+(self-contained) are written from those after every part.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nanofm.config import ConfigError
+from nanofm.train.config import parse_duration
+from nanofm.viz.report import clock
+
+PARTS = ("translation", "bert", "vision", "t2i")
+SHARES = {"translation": 0.2, "bert": 0.3, "vision": 0.2, "t2i": 0.3}  # of the time left, among the parts left
+TRAIN_SHARE = 0.8  # of a part's time spent training; the rest evaluates, samples and draws
+TITLES = {"translation": "Translation: RNN with attention vs Transformer", "bert": "Spanish BERT and the BETO table",
+          "vision": "Vision Transformer, with and without MAE pretraining",
+          "t2i": "Text to image: CLIP, diffusion prior, diffusion decoder (DALL-E 2)"}
+DATA = {"translation": "translation-es-en", "corpus": "corpus-es", "tasks": "beto-tasks", "fmnist": "fashion-mnist",
+        "scenes": "fashion-scenes"}
+FILL_MASK = ["La capital de [MASK] es Madrid.", "El [MASK] de la mañana.", "Abra el menú [MASK] y elija Guardar.",
+             "Y dijo Dios: Sea la [MASK].", "El perro [MASK] en el jardín.", "Pulse la tecla [MASK] para continuar."]
+
+# Tiny models and short evaluations (the smoke test, a first look in seconds); "laptop" uses the configs as they are.
+_RUN = ["train.warmup_steps=2", "train.eval_every=0", "train.save_every=0", "train.batch_size=16"]
+_DIFF = ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "model.diffusion.timesteps=50",
+         "data.eval_size=50", *_RUN]
+TINY = {
+    "translate-rnn": ["model.d_embed=32", "model.d_hidden=32", "model.d_attn=32", "data.bleu_sentences=20", *_RUN],
+    "translate-transformer": ["model.d_model=32", "model.n_heads=2", "model.n_encoder_layers=1", "model.n_decoder_layers=1",
+                              "model.d_ff=64", "data.bleu_sentences=20", *_RUN],
+    "mlm": ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "model.max_len=32",
+            "data.max_len=32", *_RUN],
+    "finetune": ["train.batch_size=16", "train.warmup_steps=2"],
+    "vit": ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "model.patch_size=7", *_RUN],
+    "mae": ["mae.decoder_dim=32", "mae.decoder_layers=1", "mae.decoder_heads=2", "mae.decoder_d_ff=64"],
+    "clip": ["model.text.d_model=32", "model.text.n_layers=1", "model.text.n_heads=2", "model.text.d_ff=64",
+             "model.image.d_model=32", "model.image.n_layers=1", "model.image.n_heads=2", "model.image.d_ff=64",
+             "model.embed_dim=16", "data.eval_size=50", *_RUN],
+    "prior": [*_DIFF, "sample_steps=3"],
+    "decoder": _DIFF,
+    "verifier": ["model.width=8", "model.hidden=16", "data.eval_size=50", *_RUN],
+}
+SAMPLING = {"tiny": {"n": 4, "steps": 3}, "laptop": {"n": 50, "steps": 25}}  # benchmark t2i per part
+
+
+@dataclass
+class Demo:
+    budget: str = "30m"
+    out: Path = Path("runs/demo")
+    data: Path = Path("data")
+    configs: Path = Path("configs")
+    only: tuple[str, ...] = PARTS
+    preset: str = "laptop"  # or "tiny"
+    progress: bool = True
+    start: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.out, self.data, self.configs = Path(self.out), Path(self.data), Path(self.configs)
+        unknown = [p for p in self.only if p not in PARTS]
+        if unknown:
+            raise ConfigError(f"--only: unknown part(s) {', '.join(unknown)}; the parts are {', '.join(PARTS)}")
+        if self.preset not in SAMPLING:
+            raise ConfigError(f"--preset must be one of {', '.join(SAMPLING)}, got {self.preset!r}")
+        self.seconds = parse_duration(self.budget)
+
+    def left(self) -> float:
+        return self.seconds - (time.time() - self.start)
+
+    def tiny(self, role: str) -> list[str]:
+        return list(TINY[role]) if self.preset == "tiny" else []
+
+    def config(self, name: str) -> Path:
+        path = self.configs / name
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config (--configs names the folder holding nanofm's configs)")
+        return path
+
+    def dataset(self, key: str) -> Path:
+        return self.data / DATA[key]
+
+    def banner(self, part: str, what: str) -> None:
+        """Where the demo is: the part, the step within it, the time spent and left."""
+        i = self.only.index(part) + 1
+        spent, left = time.time() - self.start, max(self.left(), 0.0)
+        print(f"\n[demo {i}/{len(self.only)} {part}] {what} | {clock(spent)} spent, {clock(left)} left in the "
+              f"budget of {self.budget}", flush=True)
+
+
+def duration(seconds: float) -> str:
+    """A budget string the configs accept, at least one second."""
+    return f"{max(1, int(seconds))}s"
+
+
+# ---------------------------------------------------------------- data
+
+
+def prepare_data(demo: Demo) -> None:
+    """Prepare whatever the chosen parts need and is missing, with the same functions as `nanofm data prepare`."""
+    needs = {"translation": ["translation"], "bert": ["corpus", "tasks"], "vision": ["fmnist"], "t2i": ["scenes", "fmnist"]}
+    keys = list(dict.fromkeys(k for p in demo.only for k in needs[p]))
+    marker = {"translation": "test.tsv", "corpus": "train.txt", "tasks": "*/task.json", "fmnist": "meta.json",
+              "scenes": "meta.json"}
+    for key in keys:
+        path = demo.dataset(key)
+        if any(path.glob(marker[key])):
+            continue
+        print(f"[demo] preparing {path} (missing)", flush=True)
+        if key == "translation":
+            from nanofm.data.translation import prepare_translation
+
+            prepare_translation("es-en", path)
+        elif key == "corpus":
+            from nanofm.data.corpus import SOURCES, prepare_corpus
+
+            prepare_corpus(path, "es", SOURCES)
+        elif key == "tasks":
+            from nanofm.data.spanish_tasks import prepare_beto_tasks
+
+            try:
+                prepare_beto_tasks(path)
+            except ImportError as e:
+                raise ConfigError(f"{path} is missing and preparing it needs spaCy: run `make data-beto-tasks` "
+                                  f"first ({e})") from None
+        elif key == "fmnist":
+            from nanofm.data.fashion_mnist import prepare_fashion_mnist
+
+            prepare_fashion_mnist(path)
+        else:
+            from nanofm.data.scenes import prepare_scenes
+
+            prepare_scenes(path)
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_demo(demo: Demo) -> Path:
+    """Run the chosen parts (skipping finished ones), then write the report; its path."""
+    from nanofm.viz.report import write_report
+
+    from .demo_parts import RUNNERS
+
+    demo.out.mkdir(parents=True, exist_ok=True)
+    state_path = demo.out / "demo.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    parts = state.setdefault("parts", {})
+    if state.get("preset", demo.preset) != demo.preset:
+        raise ConfigError(f"{demo.out} holds a demo run with --preset {state['preset']}; use another --out or that preset")
+    state["preset"] = demo.preset
+    prepare_data(demo)
+    for i, name in enumerate(demo.only):
+        part = parts.setdefault(name, {})
+        if part.get("done"):
+            demo.banner(name, f"finished earlier in {clock(part['seconds'])}: kept")
+            continue
+        if "budget_s" not in part:  # first start: its share of the time left among the parts left
+            left = demo.only[i:]
+            part["budget_s"] = max(demo.left(), 0.0) * SHARES[name] / sum(SHARES[p] for p in left)
+        else:
+            demo.banner(name, "resuming the interrupted part from its checkpoints")
+        _write_state(state_path, state)
+        t = time.time()
+        section = RUNNERS[name](demo, part["budget_s"])
+        (demo.out / name).mkdir(parents=True, exist_ok=True)
+        (demo.out / name / "section.md").write_text(section)
+        part.update(done=True, seconds=round(part.get("seconds", 0.0) + time.time() - t, 1))
+        _write_state(state_path, state)
+        write_report(demo.out, [(p, TITLES[p]) for p in PARTS], state)
+    path = write_report(demo.out, [(p, TITLES[p]) for p in PARTS], state)
+    print(f"\n[demo] done in {clock(time.time() - demo.start)}: report in {path} and {path.with_suffix('.md')}")
+    return path
+
+
+def _write_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1) + "\n")
+    tmp.replace(path)
+

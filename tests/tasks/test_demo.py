@@ -1,0 +1,149 @@
+"""`nanofm demo` with tiny presets on tiny data: every part runs through the CLI, the report has every
+section and valid pictures, the HTML renders in headless Chromium, and an interrupted demo resumes
+without redoing finished parts."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nanofm.cli import main
+from nanofm.data.fashion_mnist import prepare_fashion_mnist
+from nanofm.data.scenes import prepare_scenes
+from nanofm.tasks import demo_parts
+from nanofm.tasks.demo import PARTS, TITLES
+from tests.tasks.conftest import _corpus
+from tests.tasks.test_finetune import _task_dirs
+from tests.vision.fakes import write_idx
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second thread only adds contention
+    yield
+    torch.set_num_threads(threads)
+
+
+def _fake_fashion_mnist(src: Path) -> Path:
+    """Ten classes of 28x28 images (a bright band whose row is the class, plus noise) in Fashion-MNIST's files."""
+    rng = np.random.default_rng(0)
+    src.mkdir()
+    for prefix, n in (("train", 600), ("t10k", 200)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 + 2 * c : 6 + 2 * c, 4:24] += 180
+        write_idx(src / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(src / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return src
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo-data")
+    data = tmp / "data"
+    data.mkdir()
+    shutil.copytree(FIXTURES / "translation-tiny", data / "translation-es-en")
+    _corpus(tmp).rename(data / "corpus-es")
+    (data / "beto-tasks").mkdir()
+    _task_dirs(data / "beto-tasks")  # a classification task and an NER task the tiny corpus can learn
+    src = _fake_fashion_mnist(tmp / "fmnist-src")
+    prepare_fashion_mnist(data / "fashion-mnist", src, val_size=50)
+    prepare_scenes(data / "fashion-scenes", src, pairs=300, limit=600)
+    return data
+
+
+def _demo(data: Path, out: Path, *extra: str) -> int:
+    return main(["demo", "--preset", "tiny", "--budget", "1m", "--data", str(data), "--configs", str(CONFIGS),
+                 "--out", str(out), "--no-progress", *extra])
+
+
+def _checkpoint_times(folder: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in folder.rglob("model.safetensors")}
+
+
+@pytest.fixture(scope="module")
+def demo(data, tmp_path_factory):
+    """A demo interrupted twice: translation alone first, then a crash in the BERT part, then the rest."""
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert main(["demo", "--preset", "tiny", "--budget", "15s", "--data", str(data), "--configs", str(CONFIGS),
+                 "--out", str(out), "--no-progress", "--only", "translation"]) == 0
+    first = _checkpoint_times(out / "translation")
+    runner = demo_parts.RUNNERS["bert"]
+
+    def crash(demo, budget):
+        runner(demo, budget * 0.5)  # trains, then dies before its section is written
+        raise OSError("simulated crash")
+
+    demo_parts.RUNNERS["bert"] = crash
+    try:
+        assert _demo(data, out) == 1
+    finally:
+        demo_parts.RUNNERS["bert"] = runner
+    crashed = _checkpoint_times(out / "bert")
+    assert crashed and not (out / "bert" / "section.md").exists()
+    assert _demo(data, out) == 0
+    return out, first, crashed
+
+
+def test_every_section_and_picture(demo):
+    out = demo[0]
+    md = (out / "report.md").read_text()
+    for heading in ["Machine and versions", "Time of each part", *TITLES.values()]:
+        assert f"## {heading}" in md, heading
+    assert "not run" not in md and "interrupted" not in md
+    assert "| Abra el menú [MASK] y elija Guardar. |" in md  # fill-mask
+    assert "BETO-cased" in md and "random weights" in md  # our table and the lecture's
+    assert "caption fidelity" in md and "CLIP top-1" in md
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    for name in ["attention-translate-transformer.png", "reconstructions.png", "attention_rollout.png", "grid.png",
+                 "loss_curve.png"]:
+        assert any(p.endswith(name) for p in images), name
+    for rel in images:
+        with Image.open(out / rel) as im:
+            im.verify()
+            assert im.format == "PNG"
+
+
+def test_html_is_self_contained(demo):
+    page = (demo[0] / "report.html").read_text()
+    sources = re.findall(r'<img[^>]*src="([^"]+)"', page)
+    assert len(sources) >= 8 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<table>" in page and "<style>" in page and "http" not in page.split("</style>")[1].split("<body>")[0]
+
+
+def test_interrupted_demo_resumed_without_redoing_finished_parts(demo, data, capsys):
+    out, first, crashed = demo
+    assert _checkpoint_times(out / "translation") == first  # finished before the crash: kept as it was
+    after = _checkpoint_times(out / "bert")
+    assert all(after[p] == t for p, t in crashed.items())  # the crashed part's finished runs were not redone
+    state = json.loads((out / "demo.json").read_text())
+    assert all(state["parts"][p]["done"] for p in PARTS)
+    before = _checkpoint_times(out)
+    capsys.readouterr()
+    assert _demo(data, out) == 0  # a finished demo: nothing retrained, the report written again
+    assert capsys.readouterr().out.count("finished earlier") == len(PARTS)
+    assert _checkpoint_times(out) == before
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (make test installs it)")
+def test_report_renders_in_headless_chromium(demo, tmp_path):
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,4000", f"--screenshot={shot}",
+                    (demo[0] / "report.html").as_uri()], check=True, timeout=120, capture_output=True)
+    with Image.open(shot) as im:
+        pixels = np.asarray(im.convert("RGB"), dtype=np.float32)
+    assert pixels.shape[0] >= 1000
+    colourful = (pixels.max(2) - pixels.min(2) > 40).mean()  # the viridis heatmaps and tinted scenes: not grey text
+    assert colourful > 0.01, f"only {colourful:.4f} of the page is coloured: pictures missing?"
