@@ -14,13 +14,7 @@ VIT = ViTConfig(patch_size=7, d_model=32, n_layers=2, n_heads=2, d_ff=64, n_clas
 DEC = MAEConfig(decoder_dim=32, decoder_layers=1, decoder_heads=2, decoder_d_ff=64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two contending ones on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mae(vit: ViTConfig = VIT, **overrides) -> MAE:

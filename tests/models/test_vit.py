@@ -8,13 +8,7 @@ from nanofm.registry import create, get_config
 from tests.helpers import copy_block, max_diff
 
 B = 3
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than two contending ones on a busy machine (10x here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CFG = ViTConfig(patch_size=7, d_model=32, n_layers=2, n_heads=2, d_ff=64, n_classes=5)  # 4x4 grid, 16 patches

@@ -17,12 +17,7 @@ MAE_TINY = [*TINY, "mae.decoder_dim=32", "mae.decoder_layers=1", "mae.decoder_he
 RUN = ["data.augment.flip=false", "train.batch_size=16", "train.warmup_steps=5", "train.log_every=5", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: a second thread only adds contention
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _patterns(n: int, rng) -> tuple[np.ndarray, np.ndarray]:

@@ -13,11 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nanofm.config import apply_overrides, from_dict, to_yaml
-from nanofm.train.config import parse_duration
-
-
-def _seconds_to_text(s: float) -> str:
-    return f"{s / 60:g}m" if s >= 60 else f"{s:g}s"
+from nanofm.train.config import format_duration, parse_duration
 
 
 def train_run(cfg: Any, out: Path, progress: bool = False) -> dict[str, float]:
@@ -63,7 +59,7 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
         raise ValueError(f"pretrain_share must be in (0, 1), got {pretrain_share}")
     total = parse_duration(budget)
     out = Path(out)
-    pre_budget, ft_budget = _seconds_to_text(total * pretrain_share), _seconds_to_text(total * (1 - pretrain_share))
+    pre_budget, ft_budget = format_duration(total * pretrain_share), format_duration(total * (1 - pretrain_share))
 
     log(f"== ViT from scratch, {budget}")
     scratch_cfg = load_task_config(scratch_config, [*overrides, f"train.budget={budget}"])

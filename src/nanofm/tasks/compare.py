@@ -60,8 +60,8 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
     lines += ["| " + " | ".join(r[h] for h in header) + " |" for r in rows]
     table = "\n".join(lines)
     test_pairs = parts.extras["test"].pairs
-    shown = [f"- **source:** {test_pairs[i][0]}\n  **reference:** {test_pairs[i][1]}\n"
-             f"  **RNN:** {examples[0][i]}\n  **Transformer:** {examples[1][i]}" for i in range(0, len(test_pairs), max(1, len(test_pairs) // 10))][:10]
+    shown = [f"- **source:** {test_pairs[i][0]}  \n  **reference:** {test_pairs[i][1]}  \n"  # Markdown line breaks
+             f"  **RNN:** {examples[0][i]}  \n  **Transformer:** {examples[1][i]}" for i in range(0, len(test_pairs), max(1, len(test_pairs) // 10))][:10]
     report = (f"# Translation: RNN with attention vs Transformer ({Path(data_dir).name}, budget {budget} each)\n\n"
               f"{table}\n\nBLEU signature: {signature}\n\n## Ten held-out examples\n\n" + "\n".join(shown) + "\n")
     out.mkdir(parents=True, exist_ok=True)

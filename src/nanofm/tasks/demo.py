@@ -101,11 +101,6 @@ class Demo:
               f"budget of {self.budget}", flush=True)
 
 
-def duration(seconds: float) -> str:
-    """A budget string the configs accept, at least one second."""
-    return f"{max(1, int(seconds))}s"
-
-
 # ---------------------------------------------------------------- data
 
 
@@ -163,6 +158,7 @@ def run_demo(demo: Demo) -> Path:
         raise ConfigError(f"{demo.out} holds a demo run with --preset {state['preset']}; use another --out or that preset")
     state["preset"] = demo.preset
     prepare_data(demo)
+    demo.start = time.time()  # the budget is the parts' time: data preparation comes before it
     for i, name in enumerate(demo.only):
         part = parts.setdefault(name, {})
         if part.get("done"):

@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nanofm.train.config import format_duration as duration
 from nanofm.train.tracking import read_metrics
 
-from .demo import FILL_MASK, SAMPLING, TRAIN_SHARE, Demo, duration
+from .demo import FILL_MASK, SAMPLING, TRAIN_SHARE, Demo
 
 
 def _demote(markdown: str) -> str:
-    """A table's own headings sit under the part's heading."""
-    return "\n".join("###" + line[1:] if line.startswith("# ") else line for line in markdown.splitlines())
+    """A table's own headings (# and ##) sit under the part's heading (##): two levels down."""
+    return "\n".join("##" + line if line.startswith("#") else line for line in markdown.splitlines())
 
 
 def _figure(demo: Demo, path: Path, caption: str) -> str:

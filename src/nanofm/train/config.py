@@ -60,6 +60,11 @@ class TrainConfig:
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
 
 
+def format_duration(seconds: float) -> str:
+    """A budget parse_duration reads back: 900 -> "15m", 65.5 -> "66s" (at least "1s")."""
+    return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{max(1, round(seconds))}s"
+
+
 def parse_duration(text: str) -> float:
     """'20m' -> 1200.0; also '90s', '90', '1h30m', '1.5h'."""
     m = _DURATION.match(str(text))
