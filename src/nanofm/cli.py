@@ -567,7 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--valid-fraction", type=float, default=0.03, help="share of documents held out (default 0.03)")
     q.add_argument("--keep-repeated-lines", action="store_true",
                    help="keep lines already seen in another document (default: drop them)")
-    q.add_argument("--vocab-size", type=int, default=8000,
+    from nanofm.data.corpus import DEFAULT_VOCAB_SIZE
+
+    q.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE,
                    help="WordPiece vocabulary size (default 8000; BETO used 31002; 0: no tokenizer)")
     q.add_argument("--cache", help="where downloaded packages are kept (default: ~/.cache/nanofm/debian)")
     q.set_defaults(func=cmd_data_corpus)

@@ -141,3 +141,19 @@ def test_report_renders_in_headless_chromium(demo, tmp_path):
     assert pixels.shape[0] >= 1000
     colourful = (pixels.max(2) - pixels.min(2) > 40).mean()  # the viridis heatmaps and tinted scenes: not grey text
     assert colourful > 0.01, f"only {colourful:.4f} of the page is coloured: pictures missing?"
+
+
+def test_missing_data_is_prepared_as_the_commands_do(tmp_path, monkeypatch):
+    """A corpus without its tokenizer counts as missing; it is prepared with the command's vocabulary."""
+    import nanofm.data.corpus as corpus
+    import nanofm.data.spanish_tasks as spanish_tasks
+    from nanofm.tasks.demo import Demo, prepare_data
+
+    calls = {}
+    monkeypatch.setattr(corpus, "prepare_corpus", lambda path, *a, **kw: calls.setdefault("corpus", (path, kw)))
+    monkeypatch.setattr(spanish_tasks, "prepare_beto_tasks", lambda path, *a, **kw: calls.setdefault("tasks", path))
+    (tmp_path / "corpus-es").mkdir()
+    (tmp_path / "corpus-es" / "train.txt").write_text("Hola.\n")
+    prepare_data(Demo(budget="1m", data=tmp_path, only=("bert",)))
+    assert calls["corpus"] == (tmp_path / "corpus-es", {"vocab_size": corpus.DEFAULT_VOCAB_SIZE})
+    assert calls["tasks"] == tmp_path / "beto-tasks"

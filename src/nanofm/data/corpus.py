@@ -172,6 +172,9 @@ def _stats(docs: Sequence[Document]) -> dict[str, int]:
             "bytes": sum(len(d.text.encode("utf-8")) for d in docs)}
 
 
+DEFAULT_VOCAB_SIZE = 8000  # WordPiece entries of `nanofm data prepare corpus` (BETO used 31,002)
+
+
 def prepare_corpus(
     out_dir: str | Path,
     lang: str = "es",

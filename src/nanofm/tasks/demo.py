@@ -108,7 +108,7 @@ def prepare_data(demo: Demo) -> None:
     """Prepare whatever the chosen parts need and is missing, with the same functions as `nanofm data prepare`."""
     needs = {"translation": ["translation"], "bert": ["corpus", "tasks"], "vision": ["fmnist"], "t2i": ["scenes", "fmnist"]}
     keys = list(dict.fromkeys(k for p in demo.only for k in needs[p]))
-    marker = {"translation": "test.tsv", "corpus": "train.txt", "tasks": "*/task.json", "fmnist": "meta.json",
+    marker = {"translation": "test.tsv", "corpus": "tokenizer.json", "tasks": "*/task.json", "fmnist": "meta.json",
               "scenes": "meta.json"}
     for key in keys:
         path = demo.dataset(key)
@@ -120,9 +120,9 @@ def prepare_data(demo: Demo) -> None:
 
             prepare_translation("es-en", path)
         elif key == "corpus":
-            from nanofm.data.corpus import SOURCES, prepare_corpus
+            from nanofm.data.corpus import DEFAULT_VOCAB_SIZE, SOURCES, prepare_corpus
 
-            prepare_corpus(path, "es", SOURCES)
+            prepare_corpus(path, "es", SOURCES, vocab_size=DEFAULT_VOCAB_SIZE)
         elif key == "tasks":
             from nanofm.data.spanish_tasks import prepare_beto_tasks
 
