@@ -134,6 +134,7 @@ def test_interrupted_demo_resumed_without_redoing_finished_parts(demo, data, cap
 def test_report_renders_in_headless_chromium(demo, tmp_path):
     shot = tmp_path / "shot.png"
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update",  # no network: nothing to fetch
                     f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,4000", f"--screenshot={shot}",
                     (demo[0] / "report.html").as_uri()], check=True, timeout=120, capture_output=True)
     with Image.open(shot) as im:
