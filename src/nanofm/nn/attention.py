@@ -197,22 +197,25 @@ class MultiHeadAttention(nn.Module):
             if cache is not None:
                 k, v = cache.append(k, v)
 
-        mask = attn_mask
+        out, weights = self._attend(q, k, v, attn_mask, padding_mask, is_causal, need_weights)
+        return self.out_proj(out), weights
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, padding_mask: Tensor | None,
+                is_causal: bool, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """q (B, H, Tq, Dh), k and v (B, H, Tk, Dh) -> the heads' outputs merged (B, Tq, D), and the weights."""
         if padding_mask is not None:
             keep = ~padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
             mask = keep if mask is None else mask & keep
         causal_fast = is_causal and mask is None and q.size(-2) == k.size(-2) and not need_weights
         if is_causal and not causal_fast and q.size(-2) > 1:
-            causal = causal_mask(q.size(-2), k.size(-2), x.device)
+            causal = causal_mask(q.size(-2), k.size(-2), q.device)
             mask = causal if mask is None else mask & causal
         p = self.dropout if self.training else 0.0
         if causal_fast:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
-            weights = None
+            out, weights = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p), None
         else:
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p=p, need_weights=need_weights)
-        out = out.transpose(1, 2).reshape(x.size(0), x.size(1), self.d_model)  # (B, Tq, D)
-        return self.out_proj(out), weights
+        return out.transpose(1, 2).reshape(q.size(0), q.size(2), self.d_model), weights
 
     def _forward_fast(
         self,
@@ -237,12 +240,7 @@ class MultiHeadAttention(nn.Module):
             full = layout.pad(x) if layout is not None else x  # (B, T, D)
             q = self._heads(F.linear(full[:, query_positions], w[:d], None if b is None else b[:d]))
         mask = select_queries(attn_mask, query_positions, t)
-        if padding_mask is not None:
-            keep = ~padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
-            mask = keep if mask is None else mask & keep
-        p = self.dropout if self.training else 0.0
-        out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p=p, need_weights=need_weights)
-        out = out.transpose(1, 2).reshape(q.size(0), q.size(2), d)  # (B, Tq', D)
+        out, weights = self._attend(q, k, v, mask, padding_mask, False, need_weights)  # (B, Tq', D)
         if query_positions is None and layout is not None:
             out = layout.pack(out)  # (N, D)
         return self.out_proj(out), weights

@@ -181,12 +181,11 @@ def finetune_config(run_dir: str | Path, task_dir: str, from_scratch: bool) -> d
             model = config_from_hf(read_config(run_dir))
         except ValueError as e:
             raise ConfigError(f"{run_dir}: {e}; fine-tuning reads Hugging Face BERT folders") from None
-        data = FinetuneDataConfig(dir=task_dir, tokenizer=str(run_dir), max_len=min(FinetuneDataConfig.max_len, model.max_len))
-        return to_dict(FinetuneTaskConfig(init=None if from_scratch else str(run_dir), model=model, data=data))
-    pre = load_task_config(run_dir / "config.yaml")
-    if pre.task != "mlm":
-        raise ConfigError(f"{run_dir}: not a pretraining run (task {pre.task!r}); fine-tune from a `nanofm pretrain` run")
-    cfg = FinetuneTaskConfig(init=None if from_scratch else str(run_dir), model=pre.model,
-                             data=FinetuneDataConfig(dir=task_dir, tokenizer=str(run_dir / "tokenizer.json"),
-                                                     max_len=pre.data.max_len))
-    return to_dict(cfg)
+        tokenizer, max_len = str(run_dir), min(FinetuneDataConfig.max_len, model.max_len)
+    else:
+        pre = load_task_config(run_dir / "config.yaml")
+        if pre.task != "mlm":
+            raise ConfigError(f"{run_dir}: not a pretraining run (task {pre.task!r}); fine-tune from a `nanofm pretrain` run")
+        model, tokenizer, max_len = pre.model, str(run_dir / "tokenizer.json"), pre.data.max_len
+    data = FinetuneDataConfig(dir=task_dir, tokenizer=tokenizer, max_len=max_len)
+    return to_dict(FinetuneTaskConfig(init=None if from_scratch else str(run_dir), model=model, data=data))
