@@ -215,13 +215,11 @@ def caption_grid(t2i: TextToImage, scenes: SceneSet, path: str | Path, n: int = 
     seed, above the real scene each caption was written for. The PNG's path and the captions."""
     from nanofm.viz.samples import plot_image_rows
 
-    one = torch.nonzero(scenes.items[:, 0] >= 0).flatten()
-    two = torch.nonzero(scenes.items[:, 0] < 0).flatten()
-    spread = lambda idx, k: idx[torch.linspace(0, len(idx) - 1, k).round().long()] if len(idx) > k else idx  # noqa: E731
-    idx = torch.cat([spread(one, n - n // 2), spread(two, n // 2)])
-    captions = [scenes.captions[j]["es" if i % 2 == 0 else "en"][0] for i, j in enumerate(idx.tolist())]
+    one, two = _pick(scenes, n - n // 2, True), _pick(scenes, n // 2, False)
+    caps = one.captions + two.captions
+    captions = [c["es" if i % 2 == 0 else "en"][0] for i, c in enumerate(caps)]
     rows = [t2i(captions, steps=steps, guidance=guidance, seed=s) for s in range(seeds)]
-    rows.append(scenes.images[idx].float() / 255)
+    rows.append(torch.cat([one.images, two.images]).float() / 255)
     names = [f"seed {s}" for s in range(seeds)] + ["real scene"]
     title = f"generated (DDIM {steps} steps, guidance {guidance:g}) above a real scene of each caption"
     return plot_image_rows(rows, names, captions, path, title=title), captions

@@ -47,7 +47,7 @@ def clock(seconds: float) -> str:
 
 
 def build_markdown(out: Path, parts: list[tuple[str, str]], state: dict) -> str:
-    done = {name: p for name, p in state.get("parts", {}).items()}
+    done = state.get("parts", {})
     lines = ["# nanofm: the lecture end to end", "",
              "Foundation models at laptop scale, all on one Transformer core: translation (the RNN with attention "
              "against the Transformer), Spanish BERT pretraining and fine-tuning in a BETO-style table, the Vision "
