@@ -138,6 +138,12 @@ def _run_training(cfg, run_dir: Path, args: argparse.Namespace) -> None:
     distributed.cleanup()
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _add_train_arguments(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("config", help=f"run config, e.g. {example}")
     _add_run_options(p, "runs/<config name>")
@@ -326,7 +332,8 @@ def cmd_benchmark_beto(args: argparse.Namespace) -> None:
 
     tasks = [t for t in args.tasks.split(",") if t]
     length = [f"train.budget={args.budget}"] if args.budget else [f"train.epochs={args.epochs:g}"]
-    result = benchmark_beto(args.run_dirs, args.tasks_dir, tasks, args.out, [*length, *args.overrides])
+    result = benchmark_beto(args.run_dirs, args.tasks_dir, tasks, args.out, [*length, *args.overrides],
+                            seeds=args.seeds)
     print(format_table(result), end="")
     print(f"written to {Path(args.out) / 'table.md'} and table.json")
 
@@ -638,7 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the BETO-style table: each pretrained run and the same architecture from random weights, on every task",
         description="Fine-tune every pretrained run given, and the first one's architecture from random weights, on "
         "each task of the suite (nanofm data prepare beto-tasks); score the test split at the best dev checkpoint; "
-        "print a Markdown table (best value of each row bold) and write table.md and table.json.",
+        "print a Markdown table (best value of each row bold) and write table.md and table.json. With --seeds N "
+        "every cell is fine-tuned N times (train.seed, +1, ...; runs of seed N in OUT/seedN) and the table shows "
+        "the means, with each seed's gains. An interrupted table resumes where it stopped.",
     )
     q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="folders written by `nanofm pretrain`, or Hugging Face BERT folders")
@@ -649,6 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--epochs", type=float, default=3.0,
                         help="passes over each task's training data, BERT's fine-tuning recipe (default 3)")
     length.add_argument("--budget", help="instead of --epochs: wall-clock budget of EACH fine-tuning run (e.g. 3m)")
+    q.add_argument("--seeds", type=_positive_int, default=1,
+                   help="fine-tuning runs per cell, their scores averaged (default 1; make bench-beto uses 2)")
     q.add_argument("--out", default="runs/benchmark-beto", help="folder for the runs, table.md and table.json")
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="fine-tuning overrides, e.g. train.lr=1e-4")
     q.set_defaults(func=cmd_benchmark_beto)

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from nanofm.models import ViT, ViTConfig
-from nanofm.nn import DropPath
+from nanofm.nn import DropPath, PatchEmbedding
 from nanofm.registry import create, get_config
 from tests.helpers import copy_block, max_diff
 
@@ -180,3 +180,16 @@ def test_cls_only_last_layer_gives_the_full_paths_logits_and_gradients():
     assert max_diff(fast.logits, full) < 1e-5
     for n, p in vit.named_parameters():
         assert torch.allclose(fast_grads[n], p.grad, atol=1e-6), n
+
+
+def test_patch_embedding_equals_its_convolution():
+    """The matmul on flattened patches gives the stride-P convolution's output and gradients."""
+    embed = PatchEmbedding(8, 4, 3, 16)
+    images = torch.randn(2, 3, 8, 8, requires_grad=True)
+    ours = embed(images)
+    conv = embed.proj(images).flatten(2).transpose(1, 2)  # (B, D, 2, 2) -> (B, 4, D)
+    assert torch.allclose(ours, conv, atol=1e-6)
+    g = torch.randn_like(ours)
+    grads = torch.autograd.grad(ours, [images, embed.proj.weight, embed.proj.bias], g)
+    ref = torch.autograd.grad(conv, [images, embed.proj.weight, embed.proj.bias], g)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref))

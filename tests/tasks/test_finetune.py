@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from nanofm.cli import main
 from nanofm.data import PadCollate
@@ -164,13 +165,27 @@ def test_finetune_needs_a_pretraining_run(tasks, tmp_path, capsys):
 def test_benchmark_beto_table(pretrained, tasks, tmp_path, capsys):
     out = tmp_path / "bench"
     args = ["benchmark", "beto", str(pretrained), "--tasks", "verbo,ner", "--tasks-dir", str(tasks[0].parent),
-            "--out", str(out), "train.epochs=null", "train.steps=30", "train.batch_size=16", "train.warmup_steps=5",
-            "train.eval_every=15", "train.save_every=15", "train.lr=3e-3"]
+            "--out", str(out), "--seeds", "2", "train.epochs=null", "train.steps=20", "train.batch_size=16",
+            "train.warmup_steps=5", "train.eval_every=10", "train.save_every=10", "train.lr=3e-3"]
     assert main(args) == 0
     table = (out / "table.md").read_text()
     result = json.loads((out / "table.json").read_text())
     assert [r["task"] for r in result["rows"]] == ["verbo", "ner"]
     assert result["columns"] == ["run (pretrained)", "run architecture, random weights"]
     assert "| verbo | accuracy (test) |" in table and "| ner | entity_f1 (test) |" in table and "**" in table
-    assert "Mean gain of pretraining" in table and "BETO-cased" in table
+    assert "Mean gain of pretraining" in table and "averaged over 2 seeds" in table and "BETO-cased" in table
     assert table in capsys.readouterr().out
+    # seed 0 in out itself (a one-seed table's layout), seed 1 in out/seed1 with train.seed moved by 1
+    assert yaml.safe_load((out / "verbo/column0/config.yaml").read_text())["train"]["seed"] == 0
+    assert yaml.safe_load((out / "seed1/verbo/column0/config.yaml").read_text())["train"]["seed"] == 1
+    for row in result["rows"]:
+        for col, scores in row["seed_scores"].items():
+            assert len(scores) == 2 and row["scores"][col] == pytest.approx(sum(scores) / 2)
+    gains = [r["seed_scores"][result["columns"][0]][1] - r["seed_scores"][result["columns"][1]][1] for r in result["rows"]]
+    assert "| mean of the tasks | " in table and f"{sum(gains) / 2:+.2f} |" in table  # seed 1's mean gain
+
+
+def test_benchmark_beto_rejects_zero_seeds(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["benchmark", "beto", str(tmp_path), "--seeds", "0"])
+    assert "--seeds" in capsys.readouterr().err

@@ -18,11 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from nanofm.nn.adaptive import AdaLNZeroBlock, AdaptiveLayerNorm
-from nanofm.nn.layers import PatchEmbedding
+from nanofm.nn.layers import PatchEmbedding, unpatchify
 from nanofm.nn.positional import TimestepEmbedding, sincos_2d_table
 
 from .diffusion import DiffusionConfig, DiffusionModel, guided
-from .mae import unpatchify
 from .output import ModelOutput
 
 

@@ -12,7 +12,6 @@ D encoder width, Dd decoder width, Q = P * P * C pixel values per patch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -21,31 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from nanofm.nn import Encoder
+from nanofm.nn.layers import patchify, unpatchify
 
 from .output import ModelOutput
 from .vit import PatchPositions, ViT, ViTConfig
-
-
-def patchify(images: Tensor, p: int) -> Tensor:
-    """images (B, C, H, W) -> patches (B, N, Q): patches row-major (PatchEmbedding's token order), each
-    patch's pixels row by row with the channels last (MAE's order)."""
-    b, c, h, w = images.shape
-    if h % p or w % p:
-        raise ValueError(f"image {h}x{w} is not divisible into {p}x{p} patches")
-    x = images.reshape(b, c, h // p, p, w // p, p)  # (B, C, gh, P, gw, P)
-    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
-
-
-def unpatchify(patches: Tensor, p: int, channels: int, height: int | None = None, width: int | None = None) -> Tensor:
-    """patches (B, N, Q) -> images (B, C, H, W); the inverse of patchify. H and W default to a square."""
-    b, n, _ = patches.shape
-    if height is None and width is None:
-        height = width = math.isqrt(n) * p
-    gh, gw = (height or 0) // p, (width or 0) // p
-    if gh * gw != n:
-        raise ValueError(f"{n} patches of {p}x{p} do not tile a {height}x{width} image")
-    x = patches.reshape(b, gh, gw, p, p, channels)  # (B, gh, gw, P, P, C)
-    return x.permute(0, 5, 1, 3, 2, 4).reshape(b, channels, gh * p, gw * p)
 
 
 def random_masking(

@@ -1,10 +1,11 @@
-"""Feed-forward layer, patch embedding and stochastic depth (DropPath).
+"""Feed-forward layer, patches (patchify / unpatchify), patch embedding and stochastic depth (DropPath).
 
 Legend: B batch, T tokens, D model width, F feed-forward width, C channels, P patch size.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -40,8 +41,31 @@ class FeedForward(nn.Module):
         return self.fc2(self.dropout(self.act(self.fc1(x))))
 
 
+def patchify(images: Tensor, p: int) -> Tensor:
+    """images (B, C, H, W) -> patches (B, N, Q): patches row-major (PatchEmbedding's token order), each
+    patch's pixels row by row with the channels last (MAE's order)."""
+    b, c, h, w = images.shape
+    if h % p or w % p:
+        raise ValueError(f"image {h}x{w} is not divisible into {p}x{p} patches")
+    x = images.reshape(b, c, h // p, p, w // p, p)  # (B, C, gh, P, gw, P)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def unpatchify(patches: Tensor, p: int, channels: int, height: int | None = None, width: int | None = None) -> Tensor:
+    """patches (B, N, Q) -> images (B, C, H, W); the inverse of patchify. H and W default to a square."""
+    b, n, _ = patches.shape
+    if height is None and width is None:
+        height = width = math.isqrt(n) * p
+    gh, gw = (height or 0) // p, (width or 0) // p
+    if gh * gw != n:
+        raise ValueError(f"{n} patches of {p}x{p} do not tile a {height}x{width} image")
+    x = patches.reshape(b, gh, gw, p, p, channels)  # (B, gh, gw, P, P, C)
+    return x.permute(0, 5, 1, 3, 2, 4).reshape(b, channels, gh * p, gw * p)
+
+
 class PatchEmbedding(nn.Module):
-    """Image (B, C, H, W) -> patch tokens (B, H/P * W/P, D), row-major, by a stride-P convolution."""
+    """Image (B, C, H, W) -> patch tokens (B, H/P * W/P, D), row-major: a stride-P convolution (its weights
+    are `proj`, as in timm and Hugging Face), computed as a matmul on the flattened patches."""
 
     def __init__(self, image_size: int, patch_size: int, in_channels: int, d_model: int):
         super().__init__()
@@ -55,7 +79,10 @@ class PatchEmbedding(nn.Module):
         return self.grid * self.grid
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.proj(images).flatten(2).transpose(1, 2)  # (B, D, g, g) -> (B, g*g, D)
+        # Patches do not overlap (stride = kernel): the convolution is one matmul on the flattened patches,
+        # the same arithmetic, and on CPU 4x faster forward + backward (bench/NOTES.md).
+        w = self.proj.weight.permute(0, 2, 3, 1).reshape(self.proj.out_channels, -1)  # (D, P*P*C), patchify's order
+        return F.linear(patchify(images, self.proj.kernel_size[0]), w, self.proj.bias)  # (B, g*g, D)
 
 
 class DropPath(nn.Module):

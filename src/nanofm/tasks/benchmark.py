@@ -3,6 +3,9 @@
 Columns: every pretrained run given, then the first one's architecture from random weights (what
 pretraining buys). Rows: tasks, with their metric and split (silver tasks marked). The best value of a row
 is bold. Each fine-tuning run keeps its folder, and the test score is taken at its best dev checkpoint.
+With several seeds every cell is fine-tuned once per seed (the head's initialisation and the data order
+change; the pretrained weights do not) and the table shows the means: one run per cell swings a small task
+by several points.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ LECTURE = {"POS": (98.97, 97.10), "NER-C": (88.43, 87.38), "MLDoc": (95.60, 95.7
 
 
 def finetune_and_score(run_dir: str | Path, task_dir: str | Path, from_scratch: bool, out: Path,
-                       overrides: list[str], progress: bool = False) -> dict[str, float]:
-    """One fine-tuning run; the test metrics of its best dev checkpoint."""
+                       overrides: list[str], progress: bool = False, seed_offset: int = 0) -> dict[str, float]:
+    """One fine-tuning run, its train.seed moved by seed_offset; the test metrics of its best dev checkpoint."""
     from nanofm.config import to_yaml
     from nanofm.train import Trainer, load_model_weights
     from nanofm.train.checkpoint import pick_checkpoint
@@ -33,6 +36,7 @@ def finetune_and_score(run_dir: str | Path, task_dir: str | Path, from_scratch: 
     origins = {"": f"fine-tuning config of {run_dir}"}
     apply_overrides(data, overrides, origins)
     cfg = from_dict(FinetuneTaskConfig, data, origins)
+    cfg.train.seed += seed_offset
     parts = build_task(cfg)
     trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
                       compute_metrics=parts.compute_metrics, run_dir=out, config_yaml=to_yaml(cfg), resume="auto",
@@ -42,11 +46,20 @@ def finetune_and_score(run_dir: str | Path, task_dir: str | Path, from_scratch: 
     return score(parts.extras["task"], parts.model, parts.extras["test"], parts.collate)
 
 
+def seed_dir(out: Path, seed: int) -> Path:
+    """Where the runs of seed offset `seed` go: out itself for 0 (a one-seed table's layout), out/seedN after."""
+    return out if seed == 0 else out / f"seed{seed}"
+
+
 def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str], out: str | Path,
-                   overrides: list[str] = (), log: Callable[[str], None] = print, progress: bool = False) -> dict:
-    """Fine-tune every column on every task; write out/table.md and out/table.json; return the results."""
+                   overrides: list[str] = (), log: Callable[[str], None] = print, progress: bool = False,
+                   seeds: int = 1) -> dict:
+    """Fine-tune every column on every task, `seeds` times (train.seed, +1, +2, ...); write out/table.md and
+    out/table.json; return the results: per cell the mean over seeds and each seed's score."""
     from nanofm.data.spanish_tasks import load_task
 
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
     out = Path(out)
     columns = [(f"{Path(r).name} (pretrained)", r, False) for r in run_dirs]
     columns.append((f"{Path(run_dirs[0]).name} architecture, random weights", run_dirs[0], True))
@@ -54,23 +67,34 @@ def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str],
     for name in tasks:
         task_dir = Path(tasks_dir) / name
         task = load_task(task_dir)
-        row = {"task": name, "metric": task.metric, "split": "test", "silver": task.silver, "scores": {}}
+        row = {"task": name, "metric": task.metric, "split": "test", "silver": task.silver, "scores": {},
+               "seed_scores": {}}
         for col, (label, run, scratch) in enumerate(columns):
-            log(f"== {name}: {label}")
-            m = finetune_and_score(run, task_dir, scratch, out / name / f"column{col}", list(overrides), progress)
-            row["scores"][label] = 100 * m["score"]
-            log(f"   test {task.metric} {100 * m['score']:.2f}")
+            runs = []
+            for seed in range(seeds):
+                log(f"== {name}: {label}" + (f", seed {seed} ({seed + 1} of {seeds})" if seeds > 1 else ""))
+                m = finetune_and_score(run, task_dir, scratch, seed_dir(out, seed) / name / f"column{col}",
+                                       list(overrides), progress, seed_offset=seed)
+                runs.append(100 * m["score"])
+                log(f"   test {task.metric} {runs[-1]:.2f}")
+            row["seed_scores"][label] = runs
+            row["scores"][label] = sum(runs) / seeds
         rows.append(row)
-    result = {"columns": [c[0] for c in columns], "rows": rows}
+    result = {"columns": [c[0] for c in columns], "seeds": seeds, "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "table.md").write_text(format_table(result))
     return result
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / max(len(values), 1)
+
+
 def format_table(result: dict) -> str:
-    cols = result["columns"]
-    lines = ["| task | metric (split) | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    cols, seeds = result["columns"], result.get("seeds", 1)
+    lines = [f"Test scores, each the mean of {seeds} fine-tuning seeds:", ""] if seeds > 1 else []
+    lines += ["| task | metric (split) | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for row in result["rows"]:
         best = max(row["scores"].values())
         cells = [f"**{v:.2f}**" if v == best else f"{v:.2f}" for v in (row["scores"][c] for c in cols)]
@@ -78,8 +102,19 @@ def format_table(result: dict) -> str:
         lines.append(f"| {row['task']} | {row['metric']} ({row['split']}{silver}) | " + " | ".join(cells) + " |")
     gains = [row["scores"][cols[0]] - row["scores"][cols[-1]] for row in result["rows"]]
     lines.append("")
-    lines.append(f"Mean gain of pretraining ({cols[0]} minus random weights): {sum(gains) / max(len(gains), 1):+.2f} points.")
+    lines.append(f"Mean gain of pretraining ({cols[0]} minus random weights): {_mean(gains):+.2f} points"
+                 + (f", averaged over {seeds} seeds." if seeds > 1 else "."))
     lines.append("")
+    if seeds > 1:  # each seed's gains: how much of the mean is one lucky run
+        per_seed = [[row["seed_scores"][cols[0]][s] - row["seed_scores"][cols[-1]][s] for row in result["rows"]]
+                    for s in range(seeds)]
+        lines.append("| gain of pretraining | " + " | ".join(f"seed {s}" for s in range(seeds)) + " | mean |")
+        lines.append("|---|" + "---|" * (seeds + 1))
+        for i, row in enumerate(result["rows"]):
+            lines.append(f"| {row['task']} | " + " | ".join(f"{g[i]:+.2f}" for g in per_seed) + f" | {gains[i]:+.2f} |")
+        lines.append("| mean of the tasks | " + " | ".join(f"{_mean(g):+.2f}" for g in per_seed)
+                     + f" | {_mean(gains):+.2f} |")
+        lines.append("")
     lines.append("For reference, the lecture's table (BETO paper: real benchmarks, full-scale models; not comparable "
                  "with the rows above):")
     lines.append("")
