@@ -646,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune every pretrained run given, and the first one's architecture from random weights, on "
         "each task of the suite (nanofm data prepare beto-tasks); score the test split at the best dev checkpoint; "
         "print a Markdown table (best value of each row bold) and write table.md and table.json. With --seeds N "
-        "every cell is fine-tuned N times (train.seed, +1, ...; runs of seed N in OUT/seedN) and the table shows "
+        "every cell is fine-tuned N times (train.seed, +1, ...; seed 0 in OUT, seed K >= 1 in OUT/seedK) and the table shows "
         "the means, with each seed's gains. An interrupted table resumes where it stopped.",
     )
     q.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
@@ -659,7 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="passes over each task's training data, BERT's fine-tuning recipe (default 3)")
     length.add_argument("--budget", help="instead of --epochs: wall-clock budget of EACH fine-tuning run (e.g. 3m)")
     q.add_argument("--seeds", type=_positive_int, default=1,
-                   help="fine-tuning runs per cell, their scores averaged (default 1; make bench-beto uses 2)")
+                   help="fine-tuning runs per cell, their scores averaged (default 1; make bench-beto uses 3)")
     q.add_argument("--out", default="runs/benchmark-beto", help="folder for the runs, table.md and table.json")
     q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="fine-tuning overrides, e.g. train.lr=1e-4")
     q.set_defaults(func=cmd_benchmark_beto)

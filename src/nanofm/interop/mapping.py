@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from nanofm.train.checkpoint import _tied_groups
+from nanofm.train.checkpoint import tied_groups
 
 QKV = ("query", "key", "value")
 
@@ -75,7 +75,7 @@ def _report(what: str, missing: list[str], unexpected: list[str], misshaped: lis
 
 def canonical_names(model: nn.Module) -> list[str]:
     """The model's state-dict names, one per tensor (the first name of tied weights)."""
-    return [names[0] for names in _tied_groups(model)]
+    return [names[0] for names in tied_groups(model)]
 
 
 def load_from_hf(model: nn.Module, hf: Mapping[str, Tensor], plan: Plan, what: str) -> list[str]:
@@ -118,7 +118,7 @@ def load_from_hf(model: nn.Module, hf: Mapping[str, Tensor], plan: Plan, what: s
         raise WeightMismatchError(f"{what}: Hugging Face tensors used twice by the table: {twice[:8]}")
     if missing or unexpected or misshaped:
         raise WeightMismatchError(_report(f"Hugging Face weights do not fit nanofm's {what}", missing, unexpected, misshaped))
-    for names in _tied_groups(model):  # every name of a tied tensor
+    for names in tied_groups(model):  # every name of a tied tensor
         for n in names[1:]:
             sd[n] = sd[names[0]]
     model.load_state_dict(sd, strict=True)

@@ -176,7 +176,8 @@ def run_demo(demo: Demo) -> Path:
         (demo.out / name / "section.md").write_text(section)
         part.update(done=True, seconds=round(part.get("seconds", 0.0) + time.time() - t, 1))
         _write_state(state_path, state)
-        write_report(demo.out, [(p, TITLES[p]) for p in PARTS], state)
+        if i < len(demo.only) - 1:  # the report so far (the last part's is written below)
+            write_report(demo.out, [(p, TITLES[p]) for p in PARTS], state)
     path = write_report(demo.out, [(p, TITLES[p]) for p in PARTS], state)
     print(f"\n[demo] done in {clock(time.time() - demo.start)}: report in {path} and {path.with_suffix('.md')}")
     return path

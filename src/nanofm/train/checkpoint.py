@@ -231,7 +231,7 @@ def load_model_weights(model: nn.Module, path: str | Path) -> None:
     sd = read_state_dict(path)
     own = model.state_dict()
     missing = []
-    for names in _tied_groups(model):  # fill every name of a shared tensor from whichever was stored
+    for names in tied_groups(model):  # fill every name of a shared tensor from whichever was stored
         present = [n for n in names if n in sd]
         if not present:
             missing.append(names[0])
@@ -247,7 +247,7 @@ def load_model_weights(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(sd, strict=True)
 
 
-def _tied_groups(model: nn.Module) -> list[list[str]]:
+def tied_groups(model: nn.Module) -> list[list[str]]:
     """State-dict names grouped by the tensor they share (tied embeddings form one group)."""
     groups: dict[int, list[str]] = {}
     for name, t in model.state_dict(keep_vars=True).items():
