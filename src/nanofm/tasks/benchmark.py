@@ -78,7 +78,7 @@ def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str],
                 runs.append(100 * m["score"])
                 log(f"   test {task.metric} {runs[-1]:.2f}")
             row["seed_scores"][label] = runs
-            row["scores"][label] = sum(runs) / seeds
+            row["scores"][label] = _mean(runs)
         rows.append(row)
     result = {"columns": [c[0] for c in columns], "seeds": seeds, "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
