@@ -97,9 +97,9 @@ def _train_overrides(args: argparse.Namespace) -> list[str]:
 def _run_training(cfg, run_dir: Path, args: argparse.Namespace) -> None:
     import shutil
 
-    from nanofm.config import to_yaml
     from nanofm.tasks import build_task
-    from nanofm.train import Trainer, distributed
+    from nanofm.tasks.base import task_trainer
+    from nanofm.train import distributed
 
     info = distributed.setup(cfg.train.device)
     if args.overwrite and args.resume:
@@ -114,14 +114,7 @@ def _run_training(cfg, run_dir: Path, args: argparse.Namespace) -> None:
             f" ({t.epochs:g} epochs)" if t.epochs else "")
         print(f"{parts.describe}\nmodel: {_count(parts.model)} parameters | {steps}, batch {t.batch_size} "
               f"| {info.world_size} process(es) on {info.device} | run folder {run_dir}")
-    trainer = Trainer(
-        parts.model, parts.train_data, t, eval_data=parts.eval_data, collate=parts.collate,
-        compute_metrics=parts.compute_metrics, run_dir=run_dir, config_yaml=to_yaml(cfg),
-        resume=args.resume, progress=not args.no_progress,
-    )
-    if info.is_main:
-        for name, src in parts.files.items():  # e.g. the tokenizer, beside the model
-            shutil.copyfile(src, run_dir / name)
+    trainer = task_trainer(parts, cfg, run_dir, args.resume, not args.no_progress, copy_files=info.is_main)
     metrics = trainer.fit()
     if info.is_main:
         if trainer.stopped:

@@ -23,6 +23,24 @@ class TaskParts:
     extras: dict[str, Any] = field(default_factory=dict)  # task-specific pieces (a tokenizer, a test split)
 
 
+def task_trainer(parts: TaskParts, cfg: Any, run_dir: Path, resume: str | None = "auto", progress: bool = False,
+                 copy_files: bool = True) -> Any:
+    """The Trainer of a task's parts (cfg.train; config.yaml written from cfg) into run_dir, with the task's
+    files (e.g. the tokenizer) copied beside the model unless copy_files is False (non-main DDP ranks)."""
+    import shutil
+
+    from nanofm.config import to_yaml
+    from nanofm.train import Trainer
+
+    trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
+                      compute_metrics=parts.compute_metrics, run_dir=run_dir, config_yaml=to_yaml(cfg), resume=resume,
+                      progress=progress)
+    if copy_files:
+        for name, src in parts.files.items():
+            shutil.copyfile(src, Path(run_dir) / name)
+    return trainer
+
+
 def fit_to_end(trainer: Any, run_dir: Path) -> dict[str, float]:
     """trainer.fit(), for runs whose result is scored next (benchmarks, comparisons): a run stopped by a
     signal is an error, so that nothing half-trained gets scored; rerunning the command resumes it."""

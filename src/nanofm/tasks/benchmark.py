@@ -24,12 +24,11 @@ LECTURE = {"POS": (98.97, 97.10), "NER-C": (88.43, 87.38), "MLDoc": (95.60, 95.7
 def finetune_and_score(run_dir: str | Path, task_dir: str | Path, from_scratch: bool, out: Path,
                        overrides: list[str], progress: bool = False, seed_offset: int = 0) -> dict[str, float]:
     """One fine-tuning run, its train.seed moved by seed_offset; the test metrics of its best dev checkpoint."""
-    from nanofm.config import to_yaml
-    from nanofm.train import Trainer, load_model_weights
+    from nanofm.train import load_model_weights
     from nanofm.train.checkpoint import pick_checkpoint
 
     from . import build_task
-    from .base import fit_to_end
+    from .base import fit_to_end, task_trainer
     from .finetune import FinetuneTaskConfig, finetune_config, score
 
     data = finetune_config(run_dir, str(task_dir), from_scratch)
@@ -38,10 +37,7 @@ def finetune_and_score(run_dir: str | Path, task_dir: str | Path, from_scratch: 
     cfg = from_dict(FinetuneTaskConfig, data, origins)
     cfg.train.seed += seed_offset
     parts = build_task(cfg)
-    trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
-                      compute_metrics=parts.compute_metrics, run_dir=out, config_yaml=to_yaml(cfg), resume="auto",
-                      progress=progress)
-    fit_to_end(trainer, out)
+    fit_to_end(task_trainer(parts, cfg, out, progress=progress), out)
     load_model_weights(parts.model, pick_checkpoint(out, "best") / "model.safetensors")
     return score(parts.extras["task"], parts.model, parts.extras["test"], parts.collate)
 

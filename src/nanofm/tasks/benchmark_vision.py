@@ -8,31 +8,26 @@ for a share of it, then fine-tuned for the rest; and a linear probe of the MAE e
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from nanofm.config import apply_overrides, from_dict, to_yaml
+from nanofm.config import apply_overrides, from_dict
 from nanofm.train.config import format_duration, parse_duration
 
 
 def train_run(cfg: Any, out: Path, progress: bool = False) -> dict[str, float]:
     """Train one task config into `out` (resuming if it was interrupted); test accuracy of the best
     checkpoint (classification) and training images/s."""
-    from nanofm.train import Trainer, load_model_weights
+    from nanofm.train import load_model_weights
     from nanofm.train.checkpoint import pick_checkpoint
     from nanofm.train.tracking import read_metrics
 
     from . import build_task
-    from .base import fit_to_end
+    from .base import fit_to_end, task_trainer
     from .vision import accuracy
 
     parts = build_task(cfg)
-    trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
-                      compute_metrics=parts.compute_metrics, run_dir=out, config_yaml=to_yaml(cfg), resume="auto",
-                      progress=progress)
-    for name, src in parts.files.items():  # e.g. the tokenizer, beside the model
-        shutil.copyfile(src, out / name)
+    trainer = task_trainer(parts, cfg, out, progress=progress)
     fit_to_end(trainer, out)
     if parts.pictures is not None:
         parts.pictures(parts.model, out)

@@ -6,13 +6,12 @@ import shutil
 import statistics
 from pathlib import Path
 
-from nanofm.config import to_yaml
-from nanofm.train import Trainer, load_model_weights
+from nanofm.train import load_model_weights
 from nanofm.train.checkpoint import pick_checkpoint
 from nanofm.train.tracking import read_metrics
 
 from . import build_task, load_task_config
-from .base import fit_to_end
+from .base import fit_to_end, task_trainer
 from .translation import evaluate_test
 
 
@@ -31,11 +30,7 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
         if fresh and run_dir.exists():
             shutil.rmtree(run_dir)
         print(f"\n== {name}: {parts.describe}")
-        trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
-                          compute_metrics=parts.compute_metrics, run_dir=run_dir, config_yaml=to_yaml(cfg),
-                          resume=None if fresh else "auto", progress=progress)
-        for file, src in parts.files.items():
-            shutil.copyfile(src, run_dir / file)
+        trainer = task_trainer(parts, cfg, run_dir, None if fresh else "auto", progress)
         fit_to_end(trainer, run_dir)
         records = read_metrics(run_dir / "metrics.jsonl")
         train_seconds = max((r["elapsed"] for r in records if "elapsed" in r), default=0.0)  # resumed runs included

@@ -157,6 +157,7 @@ def run_demo(demo: Demo) -> Path:
     if state.get("preset", demo.preset) != demo.preset:
         raise ConfigError(f"{demo.out} holds a demo run with --preset {state['preset']}; use another --out or that preset")
     state["preset"] = demo.preset
+    titles = [(p, TITLES[p]) for p in PARTS]
     prepare_data(demo)
     demo.start = time.time()  # the budget is the parts' time: data preparation comes before it
     for i, name in enumerate(demo.only):
@@ -177,8 +178,8 @@ def run_demo(demo: Demo) -> Path:
         part.update(done=True, seconds=round(part.get("seconds", 0.0) + time.time() - t, 1))
         _write_state(state_path, state)
         if i < len(demo.only) - 1:  # the report so far (the last part's is written below)
-            write_report(demo.out, [(p, TITLES[p]) for p in PARTS], state)
-    path = write_report(demo.out, [(p, TITLES[p]) for p in PARTS], state)
+            write_report(demo.out, titles, state)
+    path = write_report(demo.out, titles, state)
     print(f"\n[demo] done in {clock(time.time() - demo.start)}: report in {path} and {path.with_suffix('.md')}")
     return path
 

@@ -42,7 +42,8 @@ def plot_image_rows(rows: Sequence[Tensor], row_names: Sequence[str], column_tit
     from matplotlib.figure import Figure
 
     n = rows[0].size(0)
-    lines = max((len(textwrap.wrap(t, 22)) for t in column_titles), default=0)
+    titles = [textwrap.fill(t, 22) for t in column_titles]  # long captions on several lines
+    lines = max((t.count("\n") + 1 for t in titles), default=0)
     fig = Figure(figsize=(1.6 * n + 1.0, 1.6 * len(rows) + 0.5 + 0.15 * lines), dpi=100)
     for r, (images, name) in enumerate(zip(rows, row_names)):
         for i in range(n):
@@ -51,7 +52,7 @@ def plot_image_rows(rows: Sequence[Tensor], row_names: Sequence[str], column_tit
             if i == 0:
                 ax.set_ylabel(name, fontsize=8)
             if r == 0 and i < len(column_titles):
-                ax.set_title(textwrap.fill(column_titles[i], 22), fontsize=7)  # long captions on several lines
+                ax.set_title(titles[i], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
