@@ -104,3 +104,5 @@ def test_prepare_corpus_from_debian_cache(tmp_path):
     stats = prepare_corpus(tmp_path / "out", sources=("manpages", "fortunes"), cache_dir=cache, log=lambda s: None)
     assert stats["splits"]["train"]["documents"] + stats["splits"]["valid"]["documents"] == 2 + 9
     assert stats["sources"]["manpages"]["train"]["words"] + stats["sources"]["manpages"]["valid"]["words"] > 50
+    assert stats["tokenizer"]["kind"] == "wordpiece-cased"  # by default, as `nanofm data prepare corpus`
+    assert (tmp_path / "out/tokenizer.json").is_file() and (tmp_path / "out/vocab.txt").is_file()

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from nanofm.text.wordpiece import DEFAULT_VOCAB_SIZE, train_wordpiece  # 8,000 entries (BETO used 31,002)
+
 from .sources import bible, fortunes, libreoffice, manpages, normalize_space
 from .sources.debian import fetch_packages
 
@@ -172,9 +174,6 @@ def _stats(docs: Sequence[Document]) -> dict[str, int]:
             "bytes": sum(len(d.text.encode("utf-8")) for d in docs)}
 
 
-DEFAULT_VOCAB_SIZE = 8000  # WordPiece entries of `nanofm data prepare corpus` (BETO used 31,002)
-
-
 def prepare_corpus(
     out_dir: str | Path,
     lang: str = "es",
@@ -184,14 +183,14 @@ def prepare_corpus(
     blocks: bool = False,
     valid_fraction: float = 0.03,
     dedup_paragraphs: bool = True,
-    vocab_size: int = 0,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Read the Debian `sources` (fetched into cache_dir, default ~/.cache/nanofm/debian) and the
     `inputs` files, split and deduplicate, write out_dir/{train,valid}.txt and stats.json, and print a
-    size report. With vocab_size > 0, also train a cased WordPiece tokenizer on train.txt only and
-    save out_dir/tokenizer.json and vocab.txt. Returns the stats."""
+    size report. With vocab_size > 0 (default 8,000; 0: no tokenizer), also train a cased WordPiece
+    tokenizer on train.txt only and save out_dir/tokenizer.json and vocab.txt. Returns the stats."""
     if lang != "es":
         raise ValueError(f"only Spanish (--lang es) has Debian sources here, got {lang!r}; "
                          "use --sources none --input FILES for other languages")
@@ -225,8 +224,6 @@ def prepare_corpus(
         "dropped": dict(sorted(dropped.items())),
     }
     if vocab_size:
-        from nanofm.text.wordpiece import train_wordpiece
-
         t0 = time.perf_counter()
         tok = train_wordpiece([out / "train.txt"], vocab_size)
         tok.save(out)

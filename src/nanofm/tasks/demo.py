@@ -120,9 +120,9 @@ def prepare_data(demo: Demo) -> None:
 
             prepare_translation("es-en", path)
         elif key == "corpus":
-            from nanofm.data.corpus import DEFAULT_VOCAB_SIZE, SOURCES, prepare_corpus
+            from nanofm.data.corpus import SOURCES, prepare_corpus
 
-            prepare_corpus(path, "es", SOURCES, vocab_size=DEFAULT_VOCAB_SIZE)
+            prepare_corpus(path, "es", SOURCES)
         elif key == "tasks":
             from nanofm.data.spanish_tasks import prepare_beto_tasks
 
