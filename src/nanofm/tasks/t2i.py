@@ -30,7 +30,7 @@ from nanofm.models.prior import DiffusionPrior, PriorConfig
 from nanofm.models.verifier import SceneVerifier, VerifierConfig
 from nanofm.registry import get_config
 from nanofm.text.wordpiece import WordPieceTokenizer
-from nanofm.train import TrainConfig
+from nanofm.train import TrainConfig, collate_generator
 
 from .base import TaskParts
 
@@ -125,8 +125,9 @@ class SceneExamples(Sequence):
 
 
 def draw_caption(captions: dict[str, list[str]], langs: Sequence[str]) -> str:
-    lang = langs[int(torch.randint(len(langs), ()))]
-    return captions[lang][int(torch.randint(len(captions[lang]), ()))]
+    g = collate_generator()  # seeded per micro-batch by the Trainer; None (the global RNG) elsewhere
+    lang = langs[int(torch.randint(len(langs), (), generator=g))]
+    return captions[lang][int(torch.randint(len(captions[lang]), (), generator=g))]
 
 
 class CaptionEncoder:

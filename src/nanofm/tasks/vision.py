@@ -21,7 +21,7 @@ from torch import Tensor
 from nanofm.models.mae import MAE, MAEConfig
 from nanofm.models.vit import ViT, ViTConfig
 from nanofm.registry import get_config
-from nanofm.train import TrainConfig
+from nanofm.train import TrainConfig, collate_generator
 from nanofm.vision.augment import AugmentConfig, augment
 from nanofm.vision.io import ImageSet
 
@@ -98,7 +98,7 @@ class ImageCollate:
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Tensor]:
         x = torch.stack([ex["images"] for ex in examples]).float() / 255  # (B, C, H, W) in [0, 1]
         if examples[0]["augment"]:
-            x = augment(x, self.aug)
+            x = augment(x, self.aug, collate_generator())  # seeded per micro-batch by the Trainer
         batch = {"images": self.normalise(x)}
         if self.with_targets:
             batch["targets"] = torch.stack([ex["targets"] for ex in examples])

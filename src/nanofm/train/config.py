@@ -35,6 +35,7 @@ class TrainConfig:
     seed: int = 0  # data order, dropout and initialisation
     device: str = "auto"  # auto: CUDA when available (the LOCAL_RANK-th GPU), else CPU
     compile: bool = False  # torch.compile the training forward (the first step pays the compilation; see bench/NOTES.md)
+    prefetch: int | None = None  # micro-batches collated ahead in a background thread (pinned on CUDA); None: 2 on CUDA, 0 on CPU
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
@@ -44,6 +45,8 @@ class TrainConfig:
             raise ValueError(f"batch_size={self.batch_size} must be a multiple of micro_batch_size={self.micro_batch_size}")
         if min(self.warmup_steps, self.eval_every, self.save_every, self.log_every - 1, self.keep_last - 1) < 0:
             raise ValueError("warmup_steps, eval_every, save_every must be >= 0; log_every, keep_last >= 1")
+        if self.prefetch is not None and self.prefetch < 0:
+            raise ValueError(f"prefetch must be >= 0 (0: collate in the loop), got {self.prefetch}")
         if self.budget is not None:
             parse_duration(self.budget)
         if self.epochs is not None and (self.epochs <= 0 or self.budget is not None):

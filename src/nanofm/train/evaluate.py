@@ -15,14 +15,19 @@ Collate = Callable[[list[Any]], dict[str, Any]]
 MetricsFn = Callable[[nn.Module, Sequence[Any]], dict[str, float]]
 
 
-def to_device(batch: Any, device: torch.device) -> Any:
+def map_tensors(batch: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """fn applied to every tensor of a batch (nested dicts, lists and tuples); other values kept."""
     if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
+        return fn(batch)
     if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: map_tensors(v, fn) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
+        return type(batch)(map_tensors(v, fn) for v in batch)
     return batch
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    return map_tensors(batch, lambda t: t.to(device, non_blocking=True))
 
 
 def loss_weight(output: Any, batch: dict[str, Any]) -> float:

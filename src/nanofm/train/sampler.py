@@ -11,6 +11,8 @@ before it is cut into batches, and the batches are shuffled: examples of similar
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 
@@ -29,19 +31,21 @@ class StepSampler:
         self.accum = batch_size // (micro_batch_size * world_size)
         self.steps_per_epoch = n // batch_size
         self._epoch, self._perm = -1, None
+        self._lock = threading.Lock()  # the Trainer's prefetch thread reads it too
 
     def position(self, step: int) -> tuple[int, int]:
         """(epoch, step within the epoch) of global optimizer step `step`."""
         return divmod(step, self.steps_per_epoch)
 
     def _permutation(self, epoch: int) -> torch.Tensor:
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            perm = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
-            if self.lengths is not None:
-                perm = self._group_by_length(perm, g)
-            self._perm, self._epoch = perm, epoch
-        return self._perm
+        with self._lock:
+            if epoch != self._epoch:
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                perm = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
+                if self.lengths is not None:
+                    perm = self._group_by_length(perm, g)
+                self._perm, self._epoch = perm, epoch
+            return self._perm
 
     def _group_by_length(self, perm: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         b = self.batch_size

@@ -35,6 +35,7 @@ from . import distributed as dist
 from .config import TrainConfig
 from .evaluate import Collate, MetricsFn, autocast, evaluate_model, loss_weight, to_device
 from .optim import build_optimizer, lr_at
+from .prefetch import Position, Prefetcher, collate_rng, pin
 from .sampler import StepSampler
 from .tracking import MetricsLog, read_metrics
 
@@ -78,6 +79,10 @@ class Trainer:
         self.sampler = StepSampler(len(train_data), cfg.batch_size, micro, self.dist.world_size, self.dist.rank,
                                    cfg.seed, lengths=lengths)
         self.optimizer = build_optimizer(self.model, cfg)
+        # micro-batches collated ahead in a background thread: on CUDA a step is too short to wait for them;
+        # on CPU collating costs under 1% of a step and the thread would take a core from the step's kernels
+        self.prefetch = cfg.prefetch if cfg.prefetch is not None else (2 if self.device.type == "cuda" else 0)
+        self._prefetcher: Prefetcher | None = None
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.ckpt_root = self.run_dir / "checkpoints" if self.run_dir else None
         self.progress = progress and self.dist.is_main
@@ -146,7 +151,7 @@ class Trainer:
     def _time_step(self, precision: str, repeats: int = 3) -> float:
         """Median seconds of a forward + backward on the first micro-batch; leaves RNG and gradients as found."""
         rng = torch.get_rng_state()
-        batch = to_device(self.collate([self.train_data[i] for i in self.sampler.micro_batches(0)[0]]), self.device)
+        batch = to_device(self._collate_at((0, 0)), self.device)
         times = []
         for _ in range(repeats + 1):
             t = time.perf_counter()
@@ -171,11 +176,12 @@ class Trainer:
         handlers = self._install_signal_handlers()
         done_micro, since_log = 0, {"loss": 0.0, "weight": 0.0, "t": time.perf_counter()}
         stopped = False
+        if self.prefetch:
+            self._prefetcher = Prefetcher(self._collate_at, self._next_position, (self.step, self.micro), self.prefetch)
         try:
             while self.total_steps is None or self.step < self.total_steps:
-                micro_batches = self.sampler.micro_batches(self.step)
                 for m in range(self.micro, accum):
-                    self._accumulate(micro_batches[m], sync=m == accum - 1)
+                    self._accumulate((self.step, m), sync=m == accum - 1)
                     self.micro, done_micro = m + 1, done_micro + 1
                     mid_window = m < accum - 1
                     if mid_window and not self.dist.enabled and self._should_stop(done_micro, stop_after_micro_batches):
@@ -219,12 +225,28 @@ class Trainer:
                     self._evaluate_and_track(time.perf_counter() - start, save=False)
                 self._save(time.perf_counter() - start)
         finally:
+            if self._prefetcher is not None:
+                self._prefetcher.close()
+                self._prefetcher = None
             bar.close()
         return self._finish(bar, handlers, stopped)
 
-    def _accumulate(self, indices: list[int], sync: bool) -> None:
+    def _collate_at(self, position: Position) -> Any:
+        """The collated micro-batch at (step, micro-batch), its randomness from collate_generator()
+        (the same in any thread); pinned for the copy to a GPU."""
+        step, m = position
+        with collate_rng(self.cfg.seed, self.dist.rank, step, m):
+            batch = self.collate([self.train_data[i] for i in self.sampler.micro_batches(step)[m]])
+        return pin(batch) if self.device.type == "cuda" else batch
+
+    def _next_position(self, position: Position) -> Position:
+        step, m = position
+        return (step, m + 1) if m + 1 < self.sampler.accum else (step + 1, 0)
+
+    def _accumulate(self, position: Position, sync: bool) -> None:
         t0 = time.perf_counter() if self._compiling else 0.0
-        batch = to_device(self.collate([self.train_data[i] for i in indices]), self.device)
+        batch = self._prefetcher.get(position) if self._prefetcher is not None else self._collate_at(position)
+        batch = to_device(batch, self.device)
         no_sync = self.ddp.no_sync() if self.dist.enabled and not sync else nullcontext()
         with no_sync:
             with autocast(self.device, self.precision):
