@@ -207,3 +207,27 @@ def test_group_by_length_batches_similar_lengths_deterministically():
     epoch = sorted(i for k in range(a.steps_per_epoch) for mb in a.micro_batches(k) for i in mb)
     assert epoch == list(range(640))  # every example once per epoch
     assert spread(a) < 0.25 * spread(plain)
+
+
+def test_reads_back_once_per_step_not_per_micro_batch(monkeypatch):
+    """Losses and token counts are summed on the device; on a GPU each read-back (.item(), float()) waits
+    for the queued kernels, so their number must not grow with the micro-batches of a step."""
+    reads = {}
+    for micro in (16, 4):
+        trainer = make_trainer(tiny_config(steps=3, batch_size=16, micro_batch_size=micro, log_every=100))
+        count = [0]
+        item, to_float = torch.Tensor.item, torch.Tensor.__float__
+
+        def counted(fn):
+            def read(self):
+                count[0] += 1
+                return fn(self)
+
+            return read
+
+        with monkeypatch.context() as m:
+            m.setattr(torch.Tensor, "item", counted(item))
+            m.setattr(torch.Tensor, "__float__", counted(to_float))
+            trainer.fit()
+        reads[micro] = count[0]
+    assert reads[4] == reads[16], reads  # 1 vs 4 micro-batches a step

@@ -30,10 +30,13 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return map_tensors(batch, lambda t: t.to(device, non_blocking=True))
 
 
-def loss_weight(output: Any, batch: dict[str, Any]) -> float:
-    """How many items the model's mean loss averaged over: its `n_targets` (real tokens) if it says,
-    else the number of examples in the batch."""
+def loss_weight(output: Any, batch: dict[str, Any]) -> float | Tensor:
+    """How many items the model's mean loss averaged over: its `n_targets` (real tokens) if it says, else
+    the number of examples in the batch. A count the model made on its device stays there (a float64
+    0-dim tensor), so that summing it waits for nothing; the loop reads its sums once per step."""
     n = getattr(output, "n_targets", None)
+    if isinstance(n, Tensor):
+        return n.detach().to(torch.float64)
     if n is not None:
         return float(n)
     first = next(v for v in batch.values() if isinstance(v, Tensor))
@@ -68,7 +71,8 @@ def evaluate_model(
         with autocast(device, precision):
             out = model(**batch)
         w = loss_weight(out, batch)
-        sums += torch.tensor([out.loss.double().item() * w, w], dtype=torch.float64, device=device)
+        sums[0] += out.loss.detach().double() * w  # on the device: no read-back per batch
+        sums[1] += w
     dist.all_reduce_sum(sums)
     metrics = {"eval/loss": (sums[0] / sums[1]).item() if sums[1] > 0 else float("nan")}
     extra = None

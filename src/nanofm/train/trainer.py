@@ -94,7 +94,7 @@ class Trainer:
         self.skipped_steps = 0
         self.consecutive_bad = 0
         self.best: dict[str, Any] = {"metric": cfg.best_metric, "value": None, "checkpoint": None}
-        self.window = [0.0, 0.0]  # loss * weight, weight of the micro-batches accumulated so far
+        self.window: list[float | torch.Tensor] = [0.0, 0.0]  # loss * weight, weight of the micro-batches so far
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         self.last_metrics: dict[str, float] = {}
         self.last_metrics_step: int | None = None
@@ -254,7 +254,7 @@ class Trainer:
             w = loss_weight(out, batch)
             self._rate_unit = "tokens_per_s" if getattr(out, "n_targets", None) is not None else "samples_per_s"
             (out.loss.float() * w).backward()  # summed over real tokens; divided by the step's total later
-        self.window[0] += out.loss.detach().double().item() * w
+        self.window[0] += out.loss.detach().double() * w  # kept on the device: read once per step
         self.window[1] += w
         if self._compiling:
             if self.dist.is_main:
@@ -265,7 +265,8 @@ class Trainer:
         """Normalise the accumulated gradient by the step's real tokens (all processes), clip, and step,
         unless the loss or gradient is non-finite: then the step is skipped and counted."""
         cfg = self.cfg
-        totals = dist.all_reduce_sum(torch.tensor(self.window, dtype=torch.float64, device=self.device))
+        totals = dist.all_reduce_sum(torch.stack([torch.as_tensor(x, dtype=torch.float64, device=self.device)
+                                                  for x in self.window]))
         loss_sum, weight = totals.tolist()
         loss = loss_sum / weight if weight > 0 else float("nan")
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -378,7 +379,7 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
             "consecutive_bad": self.consecutive_bad,
             "best": self.best,
-            "window": self.window,
+            "window": [float(x) for x in self.window],
             "elapsed_seconds": elapsed,
             "lr": self.optimizer.param_groups[0]["lr"],
             "schedule": {"kind": self.cfg.schedule, "warmup_steps": self.cfg.warmup_steps, "peak_lr": self.cfg.lr},
