@@ -94,7 +94,7 @@ class Trainer:
         self.skipped_steps = 0
         self.consecutive_bad = 0
         self.best: dict[str, Any] = {"metric": cfg.best_metric, "value": None, "checkpoint": None}
-        self.window: list[float | torch.Tensor] = [0.0, 0.0]  # loss * weight, weight of the micro-batches so far
+        self.window = self._new_window()  # loss * weight, weight of the micro-batches so far (on the device)
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         self.last_metrics: dict[str, float] = {}
         self.last_metrics_step: int | None = None
@@ -239,6 +239,9 @@ class Trainer:
             batch = self.collate([self.train_data[i] for i in self.sampler.micro_batches(step)[m]])
         return pin(batch) if self.device.type == "cuda" else batch
 
+    def _new_window(self) -> torch.Tensor:
+        return torch.zeros(2, dtype=torch.float64, device=self.device)
+
     def _next_position(self, position: Position) -> Position:
         step, m = position
         return (step, m + 1) if m + 1 < self.sampler.accum else (step + 1, 0)
@@ -254,7 +257,7 @@ class Trainer:
             w = loss_weight(out, batch)
             self._rate_unit = "tokens_per_s" if getattr(out, "n_targets", None) is not None else "samples_per_s"
             (out.loss.float() * w).backward()  # summed over real tokens; divided by the step's total later
-        self.window[0] += out.loss.detach().double() * w  # kept on the device: read once per step
+        self.window[0] += out.loss.detach().double() * w  # no read-back: the sums are read once per step
         self.window[1] += w
         if self._compiling:
             if self.dist.is_main:
@@ -265,9 +268,7 @@ class Trainer:
         """Normalise the accumulated gradient by the step's real tokens (all processes), clip, and step,
         unless the loss or gradient is non-finite: then the step is skipped and counted."""
         cfg = self.cfg
-        totals = dist.all_reduce_sum(torch.stack([torch.as_tensor(x, dtype=torch.float64, device=self.device)
-                                                  for x in self.window]))
-        loss_sum, weight = totals.tolist()
+        loss_sum, weight = dist.all_reduce_sum(self.window).tolist()
         loss = loss_sum / weight if weight > 0 else float("nan")
         params = [p for p in self.model.parameters() if p.grad is not None]
         scale = self.dist.world_size / weight if weight > 0 else 0.0  # DDP averaged over processes
@@ -291,7 +292,7 @@ class Trainer:
                     "stopping (lower the learning rate, or check the data)"
                 )
         self.optimizer.zero_grad(set_to_none=True)
-        self.window = [0.0, 0.0]
+        self.window = self._new_window()
         self.micro = 0
         self.step += 1
         return loss, norm, weight
@@ -379,7 +380,7 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
             "consecutive_bad": self.consecutive_bad,
             "best": self.best,
-            "window": [float(x) for x in self.window],
+            "window": self.window.tolist(),
             "elapsed_seconds": elapsed,
             "lr": self.optimizer.param_groups[0]["lr"],
             "schedule": {"kind": self.cfg.schedule, "warmup_steps": self.cfg.warmup_steps, "peak_lr": self.cfg.lr},
@@ -430,7 +431,8 @@ class Trainer:
         self.step, self.micro = state["step"], state["micro"]
         self._resume_length(path, state["total_steps"])
         self.skipped_steps, self.consecutive_bad = state["skipped_steps"], state["consecutive_bad"]
-        self.best, self.window, self.elapsed = state["best"], state["window"], state["elapsed_seconds"]
+        self.best, self.elapsed = state["best"], state["elapsed_seconds"]
+        self.window = torch.tensor(state["window"], dtype=torch.float64, device=self.device)
         self.last_metrics, self.last_metrics_step = state.get("metrics", {}), state.get("metrics_step")
         self._last_saved = (self.step, self.micro)  # this very checkpoint: never rewrite it
         _set_rng_state(state["rng"][self.dist.rank])
