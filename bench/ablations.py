@@ -213,8 +213,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    from common import parse_args, run_cases
+    from common import parse_args, recorded, run_cases
 
     args = parse_args(__doc__.splitlines()[0], add_args)
-    collate_cost(args)
-    print(table(run_cases(cases(args), args)))
+    with recorded():
+        collate_cost(args)
+        print(table(run_cases(cases(args), args)))

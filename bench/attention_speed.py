@@ -16,6 +16,7 @@ import time
 import torch
 from torch import nn
 
+from common import recorded
 from nanofm.nn import MultiHeadAttention, TransformerBlock, padding_mask_from_lengths
 
 
@@ -38,6 +39,11 @@ def main() -> None:
     p.add_argument("--d-model", type=int, default=256)
     p.add_argument("--heads", type=int, default=4)
     args = p.parse_args()
+    with recorded():
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     B, T, D, H = args.batch, args.seq, args.d_model, args.heads
     x = torch.randn(B, T, D, requires_grad=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from common import recorded
 from nanofm.registry import create
 from nanofm.train import TrainConfig
 from nanofm.train import checkpoint as ckpt_io
@@ -24,6 +25,11 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
+    with recorded():
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     # transformer-small with an 8k vocabulary, 5+4 layers of width 256: about 10M parameters
     model = create("transformer-small", vocab_size=8000, n_encoder_layers=5, n_decoder_layers=4)
     n_params = sum(p.numel() for p in model.parameters())

@@ -12,19 +12,33 @@ and reports medians, model FLOPs utilisation and peak memory.
 
 Every script takes --quick (tiny sizes, seconds), --repeats, --device (cpu / cuda) and --dtype (float32 /
 bfloat16); run_all.py gathers every case into one Markdown table.
+
+Every script's run is recorded (`recorded` below): what it prints, stdout and stderr, is also written to
+bench/results/<script>-<YYYYMMDD-HHMM>.txt, headed by the command line, the date, the machine and its load
+average, the package versions and the git commit, and closed by the wall time, the process's CPU time and
+the load average at the end. NANOFM_BENCH_RESULTS=DIR records elsewhere (the tests use a temporary folder);
+NANOFM_BENCH_NOTE="..." adds a line to the header (say, what else was running).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
+import datetime
 import gc
 import os
+import platform
+import resource
+import shlex
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 from torch.utils import flop_counter
@@ -294,7 +308,118 @@ def run_cases(cases: list[Case], args: argparse.Namespace) -> list[Result]:
 def main_for(make_cases: Callable[[argparse.Namespace], list[Case]], description: str,
              extra: Callable[[argparse.ArgumentParser], None] | None = None) -> list[Result]:
     args = parse_args(description, extra)
-    torch.manual_seed(0)
-    results = run_cases(make_cases(args), args)
-    print(table(results))
+    with recorded():
+        torch.manual_seed(0)
+        results = run_cases(make_cases(args), args)
+        print(table(results))
     return results
+
+
+# ---------------------------------------------------------------------- the record of a run
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+
+
+def machine() -> str:
+    """CPU model, cores, torch's threads and the load average now (1, 5 and 15 minutes)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    omp = os.environ.get("OMP_NUM_THREADS")
+    return (f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+            f"{f' (OMP_NUM_THREADS={omp})' if omp else ''}, load average {load_average()}")
+
+
+def versions() -> str:
+    parts = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
+    for name in ("transformers", "numpy", "nanofm"):
+        try:
+            parts.append(f"{name} {__import__(name).__version__}")
+        except Exception:  # noqa: BLE001 - a missing package is only left out of the line
+            pass
+    try:
+        def git(*a: str) -> str:
+            return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        parts.append(f"git {git('rev-parse', '--short=12', 'HEAD')}{' + uncommitted changes' if dirty else ''}")
+    except Exception:  # noqa: BLE001 - no git, or not a checkout
+        pass
+    return ", ".join(parts)
+
+
+def command_line() -> str:
+    script = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(REPO)
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ)
+    cmd = shlex.join(["python", str(script), *sys.argv[1:]])
+    return (f"{env} " if env else "") + cmd + (" (under make)" if "MAKELEVEL" in os.environ else "")
+
+
+class _Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for s in self.streams:
+            s.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def recorded(name: str | None = None) -> Iterator[Path]:
+    """Print a header (command, date, machine and load, versions), then tee everything the block prints
+    (stdout and stderr) into bench/results/<name>-<YYYYMMDD-HHMM>.txt; a footer gives the wall time, the
+    process's CPU time and the load average at the end (or the error that stopped the run)."""
+    name = name or Path(sys.argv[0]).stem
+    folder = Path(os.environ.get("NANOFM_BENCH_RESULTS") or REPO / "bench" / "results")
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now().astimezone()
+    path = folder / f"{name}-{now:%Y%m%d-%H%M}.txt"
+    n = 2
+    while path.exists():  # two runs in one minute
+        path, n = folder / f"{name}-{now:%Y%m%d-%H%M}-{n}.txt", n + 1
+    shown = path
+    with contextlib.suppress(ValueError):
+        shown = path.relative_to(REPO)
+    with open(path, "w", encoding="utf-8") as f:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, f), _Tee(err, f)
+        t0, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+        status = "finished"
+        try:
+            print(f"# command: {command_line()}")
+            print(f"# date: {now.isoformat(timespec='seconds')}")
+            print(f"# machine: {machine()} (at the start)")
+            print(f"# versions: {versions()}")
+            if os.environ.get("NANOFM_BENCH_NOTE"):
+                print(f"# note: {os.environ['NANOFM_BENCH_NOTE']}")
+            print(f"# recorded in {shown}", flush=True)
+            yield path
+        except BaseException as e:
+            status = f"stopped by {type(e).__name__}: {e}"
+            raise
+        finally:
+            wall = time.perf_counter() - t0
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+            cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+            print(f"# {status}: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}, {wall:.0f} s wall, "
+                  f"{cpu:.0f} s CPU time in this process ({cpu / max(wall, 1e-9):.2f} cores on average), "
+                  f"load average at the end {load_average()}", flush=True)
+            sys.stdout, sys.stderr = out, err

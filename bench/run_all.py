@@ -6,40 +6,26 @@ Runs bench/bert.py (MLM training mini and small, encoder inference), bench/vit.p
 inference), bench/translation.py and bench/decode.py with their default sizes, one case after the other;
 in every case nanofm and the reference alternate for --repeats rounds with a matrix-product probe, and the
 table reports medians. MFU is against the float32 (or --dtype) matrix-product rate measured in the same
-rounds; a ratio above 1 means nanofm is faster.
+rounds; a ratio above 1 means nanofm is faster. The whole output is also recorded in
+bench/results/run_all-<YYYYMMDD-HHMM>.txt (`recorded` in common.py).
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import time
 
 import torch
-import transformers
 
 import bert
 import decode
 import translation
 import vit
-from common import parse_args, run_cases, table
+from common import load_average, parse_args, recorded, run_cases, table
 
 SCRIPTS = [bert, vit, translation, decode]
 # --suite gpu (bench/gpu.sh): BERT-base MLM training and the ViT cases, at GPU batch sizes
 GPU_SUITE = [(bert, ["--sizes", "base", "--classify-size", "none"]), (vit, ["--batch", "512"])]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, transformers {transformers.__version__}, "
-            f"load average {load}")
 
 
 def suite_arg(p) -> None:
@@ -49,17 +35,16 @@ def suite_arg(p) -> None:
 def main() -> None:
     argv = sys.argv[1:]
     common = parse_args(__doc__.splitlines()[0], argv=argv, extra=suite_arg)
-    print(f"# {machine()}", flush=True)
-    t0, results = time.perf_counter(), []
-    suite = GPU_SUITE if common.suite == "gpu" else [(script, []) for script in SCRIPTS]
-    for script, suite_argv in suite:
-        args = parse_args(argv=argv + suite_argv, extra=lambda p, s=script: (s.add_args(p), suite_arg(p)))
-        results += run_cases(script.cases(args), args)
-    device = f"{common.device}" + (f", {torch.cuda.get_device_name(common.device)}" if common.device.type == "cuda" else "")
-    print(f"\n{len(results)} cases on {device}, {str(common.dtype).removeprefix('torch.')}, median of {common.repeats} "
-          f"alternated rounds, {time.perf_counter() - t0:.0f} s; load average at the end "
-          + " ".join(f"{x:.2f}" for x in os.getloadavg()) + "\n")
-    print(table(results))
+    with recorded("run_all" if common.suite == "cpu" else "run_all-gpu"):
+        t0, results = time.perf_counter(), []
+        suite = GPU_SUITE if common.suite == "gpu" else [(script, []) for script in SCRIPTS]
+        for script, suite_argv in suite:
+            args = parse_args(argv=argv + suite_argv, extra=lambda p, s=script: (s.add_args(p), suite_arg(p)))
+            results += run_cases(script.cases(args), args)
+        device = f"{common.device}" + (f", {torch.cuda.get_device_name(common.device)}" if common.device.type == "cuda" else "")
+        print(f"\n{len(results)} cases on {device}, {str(common.dtype).removeprefix('torch.')}, median of {common.repeats} "
+              f"alternated rounds, {time.perf_counter() - t0:.0f} s; load average at the end {load_average()}\n")
+        print(table(results))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ class Outer:
 
 def test_yaml_round_trip(tmp_path):
     cfg = CopyTaskConfig(model=EncoderDecoderConfig(vocab_size=40, d_model=32, n_heads=2))
-    cfg.train.steps = 7
+    cfg.train.steps = 700
     path = tmp_path / "c.yaml"
     path.write_text(to_yaml(cfg))
     again = load_config(CopyTaskConfig, path)
@@ -104,5 +104,5 @@ def test_registry_presets_and_overrides():
     assert registry.get_config("transformer-tiny").d_model == 64  # the preset itself is unchanged
     with pytest.raises(ConfigError, match="did you mean 'd_model'"):
         registry.create("transformer-tiny", d_modle=32)
-    with pytest.raises(KeyError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         registry.create("no-such-model")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from nanofm import __version__
 from nanofm.config import ConfigError
+from nanofm.errors import UserError
 
 def cmd_version(args: argparse.Namespace) -> None:
     import torch
@@ -95,46 +98,61 @@ def _train_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _run_training(cfg, run_dir: Path, args: argparse.Namespace) -> None:
-    import shutil
+    import contextlib
 
     from nanofm.tasks import build_task
     from nanofm.tasks.base import task_trainer
     from nanofm.train import distributed
+    from nanofm.train.run_folder import claim_run_folder
 
     info = distributed.setup(cfg.train.device)
     if args.overwrite and args.resume:
         raise ConfigError("--overwrite and --resume contradict each other")
-    if args.overwrite and info.is_main and run_dir.exists():
-        shutil.rmtree(run_dir)
-    distributed.barrier()
-    parts = build_task(cfg)
-    t = cfg.train
-    if info.is_main:
-        steps = f"budget {t.budget}" if t.budget else f"{t.steps_for(len(parts.train_data))} steps" + (
-            f" ({t.epochs:g} epochs)" if t.epochs else "")
-        print(f"{parts.describe}\nmodel: {_count(parts.model)} parameters | {steps}, batch {t.batch_size} "
-              f"| {info.world_size} process(es) on {info.device} | run folder {run_dir}")
-    trainer = task_trainer(parts, cfg, run_dir, args.resume, not args.no_progress, copy_files=info.is_main)
-    metrics = trainer.fit()
-    if info.is_main:
-        if trainer.stopped:
-            print(f"stopped at step {trainer.step}; checkpoint in {run_dir / 'checkpoints'}")
-        else:
-            if parts.report is not None and metrics:
-                print(parts.report(parts.model, parts.eval_data, metrics))
-            if parts.pictures is not None:
-                for path in parts.pictures(parts.model, run_dir):
-                    print(f"picture: {path}")
-            skipped = f", {trainer.skipped_steps} skipped (non-finite)" if trainer.skipped_steps else ""
-            print(f"done: {trainer.step} steps{skipped} | checkpoints in {run_dir / 'checkpoints'} "
-                  f"| metrics {run_dir / 'metrics.jsonl'} | loss curve {run_dir / 'loss_curve.png'}")
+    # the main process locks the run folder for the whole run (and clears it first with --overwrite)
+    claim = claim_run_folder(run_dir, overwrite=args.overwrite) if info.is_main else contextlib.nullcontext()
+    with claim:
+        distributed.barrier()
+        parts = build_task(cfg)
+        t = cfg.train
+        if info.is_main:
+            steps = f"budget {t.budget}" if t.budget else f"{t.steps_for(len(parts.train_data))} steps" + (
+                f" ({t.epochs:g} epochs)" if t.epochs else "")
+            print(f"{parts.describe}\nmodel: {_count(parts.model)} parameters | {steps}, batch {t.batch_size} "
+                  f"| {info.world_size} process(es) on {info.device} | run folder {run_dir}")
+        trainer = task_trainer(parts, cfg, run_dir, args.resume, not args.no_progress, copy_files=info.is_main)
+        metrics = trainer.fit()
+        if info.is_main:
+            if trainer.stopped:
+                print(f"stopped at step {trainer.step}; checkpoint in {run_dir / 'checkpoints'}")
+            else:
+                if parts.report is not None and metrics:
+                    print(parts.report(parts.model, parts.eval_data, metrics))
+                if parts.pictures is not None:
+                    for path in parts.pictures(parts.model, run_dir):
+                        print(f"picture: {path}")
+                skipped = f", {trainer.skipped_steps} skipped (non-finite)" if trainer.skipped_steps else ""
+                print(f"done: {trainer.step} steps{skipped} | checkpoints in {run_dir / 'checkpoints'} "
+                      f"| metrics {run_dir / 'metrics.jsonl'} | loss curve {run_dir / 'loss_curve.png'}")
     distributed.cleanup()
+    if trainer.stop_signal:  # saved and stopped: exit as a killed process would, so that schedulers see it
+        raise SystemExit(130 if trainer.stop_signal == "SIGINT" else 143)
 
 
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return int(text)
+
+
+def _duration(text: str) -> str:
+    """A budget as written (20m, 90s, 1h30m), checked here so that a bad one is a usage error."""
+    from nanofm.train.config import parse_duration
+
+    try:
+        parse_duration(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _add_train_arguments(p: argparse.ArgumentParser, example: str) -> None:
@@ -144,20 +162,22 @@ def _add_train_arguments(p: argparse.ArgumentParser, example: str) -> None:
 
 
 def _add_run_options(p: argparse.ArgumentParser, default_out: str) -> None:
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.steps=600 train.lr=1e-4")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="dotted overrides, e.g. train.steps=600 train.lr=1e-4")
     p.add_argument("--out", help=f"run folder (default: {default_out})")
     p.add_argument("--resume", metavar="auto|CHECKPOINT", help="auto: continue from the newest complete checkpoint, if any")
-    p.add_argument("--budget", metavar="DURATION", help="wall-clock budget (20m, 90s, 1h30m): the schedule ends when it is spent")
-    p.add_argument("--overwrite", action="store_true", help="delete the run folder first")
+    p.add_argument("--budget", metavar="DURATION", type=_duration,
+                   help="wall-clock budget (20m, 90s, 1h30m): the schedule ends when it is spent")
+    p.add_argument("--overwrite", action="store_true", help="start over: empty the run folder first (only a nanofm run folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def cmd_fill_mask(args: argparse.Namespace) -> None:
-    from nanofm.tasks.mlm import FillMask
+    from nanofm.tasks.mlm import FillMask, excerpt
 
     fill = FillMask.load(args.run_dir, args.checkpoint)
     for text in args.text:
-        print(text)
+        print(excerpt(text))
         for i, candidates in enumerate(fill(text, args.top_k)):
             print(f"  [MASK] {i + 1}: " + ", ".join(f"{tok} {p:.3f}" for tok, p in candidates))
 
@@ -214,11 +234,10 @@ def cmd_info(args: argparse.Namespace) -> None:
           f"lr {t.lr:g} ({t.schedule}, warm-up {t.warmup_steps})")
     root = run_dir / "checkpoints"
     latest, best = ckpt_io.read_pointer(root, "latest"), ckpt_io.read_pointer(root, "best")
-    ckpts = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for p in sorted(root.glob(f"{ckpt_io.TMP_PREFIX}*")) if root.is_dir() else []:
+        print(f"  {p.name}  (incomplete write, ignored)")
+    ckpts = ckpt_io.list_checkpoints(root)  # by step number: step-1000000 after step-999999
     for p in ckpts:
-        if p.name.startswith(ckpt_io.TMP_PREFIX):
-            print(f"  {p.name}  (incomplete write, ignored)")
-            continue
         try:
             ckpt_io.verify(p)
             state = json.loads((p / "trainer_state.json").read_text())
@@ -229,6 +248,8 @@ def cmd_info(args: argparse.Namespace) -> None:
             print(f"  {p.name}  step {state['step']}/{state['total_steps']}  {metrics}  {' '.join(marks)}".rstrip())
         except ckpt_io.CheckpointError as e:
             print(f"  {p.name}  BROKEN: {e}")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # a state that verifies but is malformed
+            print(f"  {p.name}  BROKEN: {p / 'trainer_state.json'}: malformed ({type(e).__name__}: {e})")
     records = read_metrics(run_dir / "metrics.jsonl")
     train = [r for r in records if "loss" in r]
     evals = [r for r in records if "eval/loss" in r]
@@ -245,15 +266,10 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
-    from nanofm.tasks.translation import Translator
+    from nanofm.tasks.translation import Translator, read_lines
 
     translator = Translator.load(args.run_dir, args.checkpoint)
-    if args.text:
-        lines = args.text
-    elif args.file:
-        lines = Path(args.file).read_text(encoding="utf-8").splitlines()
-    else:
-        lines = sys.stdin.read().splitlines()
+    lines = args.text or read_lines(args.file)  # --file, else standard input: one output line per input line
     outputs = translator.translate(lines, beam=args.beam, alpha=args.alpha)
     for out in outputs:
         print(out)
@@ -404,7 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nanofm",
         description="nanofm: pretrain and adapt small foundation models on one shared Transformer core.",
+        epilog="Exit status: 0 done, 1 an error, 2 a config or usage error. An error is one line; set NANOFM_DEBUG=1 "
+        "to see its full traceback. An unexpected error (a bug) always prints its traceback.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -414,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
         "MAE pretraining, and text to image (CLIP, prior, decoder, verifier). Writes OUT/report.html (self-contained) "
         "and OUT/report.md. Rerunning it skips finished parts and resumes an interrupted one from its checkpoints.",
     )
-    p.add_argument("--budget", default="30m", help="total time, shared out among the parts as they run (default 30m)")
+    p.add_argument("--budget", default="30m", type=_duration,
+                   help="total time, shared out among the parts as they run (default 30m)")
     p.add_argument("--out", default="runs/demo", help="folder for the runs and the report (default runs/demo)")
     p.add_argument("--only", help="comma-separated parts among translation,bert,vision,t2i (default: all four)")
     p.add_argument("--preset", default="laptop", choices=["laptop", "tiny"],
@@ -433,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print a preset's full config as YAML, with overrides applied")
     p.add_argument("preset", help="a preset name (see `nanofm presets`)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. d_model=128")
+    p.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="dotted overrides, e.g. d_model=128")
     p.set_defaults(func=cmd_config)
 
     p = sub.add_parser(
@@ -478,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run folder written by `nanofm pretrain`, or a Hugging Face BERT folder with its "
                    "masked-LM head (BertForMaskedLM, BertForPreTraining)")
     p.add_argument("text", nargs="+", help='text with [MASK], e.g. "La capital de [MASK] es Madrid."')
-    p.add_argument("-k", "--top-k", type=int, default=5, help="candidates per mask (default 5)")
+    p.add_argument("-k", "--top-k", type=_positive_int, default=5, help="candidates per mask (default 5)")
     p.add_argument("--checkpoint", default="best", help="run folders: best, latest, or a checkpoint folder (default: best)")
     p.set_defaults(func=cmd_fill_mask)
 
@@ -498,13 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--to-hf", metavar="RUN_DIR", help="a nanofm run folder to export")
     p.add_argument("out", metavar="OUT", help="the folder to write (must be new or empty, unless --overwrite)")
     p.add_argument("--checkpoint", default="best", help="--to-hf: best, latest, or a checkpoint folder (default: best)")
-    p.add_argument("--overwrite", action="store_true", help="delete OUT first")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it is a folder of the kind written (a run folder, or a Hugging Face folder); nothing else is removed")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("classify", help="the likeliest classes of images, with an image-classification run")
     p.add_argument("run_dir", help="a run folder of task image-classify (nanofm train configs/vit-fmnist.yaml, or finetune)")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...); resized to the model's input size")
-    p.add_argument("-k", "--top-k", type=int, default=3, help="classes per image (default 3)")
+    p.add_argument("-k", "--top-k", type=_positive_int, default=3, help="classes per image (default 3)")
     p.add_argument("--checkpoint", default="best", help="best, latest, or a checkpoint folder (default: best)")
     p.set_defaults(func=cmd_classify)
 
@@ -524,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         "tokenizer never saw become [UNK] and show as ⁇.",
     )
     p.add_argument("run_dir", help="a run folder of translate-rnn or translate-transformer")
-    p.add_argument("text", nargs="*", help="text to translate (default: read lines from --file or stdin)")
+    p.add_argument("text", nargs="*", default=[], help="text to translate (default: read lines from --file or stdin)")
     p.add_argument("--file", help="translate each line of this UTF-8 file")
     p.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy; default 4)")
     p.add_argument("--alpha", type=float, default=None, help="length-penalty exponent (default: the run's data.length_penalty)")
@@ -622,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
         "translation",
         help="the GRU-with-attention baseline against the Transformer, same data, same wall-clock budget",
     )
-    q.add_argument("--budget", default="20m", help="training time for EACH model (default 20m)")
+    q.add_argument("--budget", default="20m", type=_duration, help="training time for EACH model (default 20m)")
     q.add_argument("--data", default="data/translation-es-en", help="prepared data folder")
     q.add_argument("--out", default="runs/compare-translation", help="folder for both runs and table.md")
     q.add_argument("--rnn-config", default="configs/translate-rnn-es-en.yaml")
@@ -650,11 +670,12 @@ def build_parser() -> argparse.ArgumentParser:
     length = q.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=float, default=3.0,
                         help="passes over each task's training data, BERT's fine-tuning recipe (default 3)")
-    length.add_argument("--budget", help="instead of --epochs: wall-clock budget of EACH fine-tuning run (e.g. 3m)")
+    length.add_argument("--budget", type=_duration,
+                        help="instead of --epochs: wall-clock budget of EACH fine-tuning run (e.g. 3m)")
     q.add_argument("--seeds", type=_positive_int, default=1,
                    help="fine-tuning runs per cell, their scores averaged (default 1; make bench-beto uses 3)")
     q.add_argument("--out", default="runs/benchmark-beto", help="folder for the runs, table.md and table.json")
-    q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="fine-tuning overrides, e.g. train.lr=1e-4")
+    q.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides, e.g. train.lr=1e-4")
     q.set_defaults(func=cmd_benchmark_beto)
     q = bench_sub.add_parser(
         "vision",
@@ -664,13 +685,13 @@ def build_parser() -> argparse.ArgumentParser:
         "linear probe on the MAE's frozen features (--probe-budget). Prints test accuracies and images/s, and "
         "writes table.md and table.json.",
     )
-    q.add_argument("--budget", default="30m", help="total training time of each column (default 30m)")
+    q.add_argument("--budget", default="30m", type=_duration, help="total training time of each column (default 30m)")
     q.add_argument("--pretrain-share", type=float, default=0.5, help="share of the budget spent on MAE pretraining (default 0.5)")
-    q.add_argument("--probe-budget", default="3m", help="training time of the linear probe (default 3m)")
+    q.add_argument("--probe-budget", default="3m", type=_duration, help="training time of the linear probe (default 3m)")
     q.add_argument("--scratch-config", default="configs/vit-fmnist.yaml", help="the from-scratch run config")
     q.add_argument("--mae-config", default="configs/mae-vit-fmnist.yaml", help="the MAE pretraining run config")
     q.add_argument("--out", default="runs/benchmark-vision", help="folder for the runs, table.md and table.json")
-    q.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides for every run, e.g. data.dir=data/x")
+    q.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run, e.g. data.dir=data/x")
     q.set_defaults(func=cmd_benchmark_vision)
     q = bench_sub.add_parser(
         "t2i",
@@ -724,19 +745,36 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:  # KEY=VALUE overrides may also come after options: `train c.yaml --budget 5m train.lr=1e-3`
         if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
-            args.overrides += extra
+            args.overrides = [*args.overrides, *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from nanofm.train import CheckpointError, TrainingError
-
     try:
         args.func(args)
-    except (ConfigError, KeyError, CheckpointError, TrainingError, OSError, ValueError) as e:
+        sys.stdout.flush()  # a reader that went away shows here, not at exit
+    except BrokenPipeError:  # `nanofm ... | head`: the reader has all it wanted (the Python docs' recipe, signal module)
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except (OSError, ValueError):  # a stdout with no file descriptor
+            pass
+        return 141  # 128 + SIGPIPE, as `cat` or `yes` killed by a closed pipe: the output was cut short
+    except Exception as e:
         if os.environ.get("NANOFM_DEBUG"):  # the full traceback, for developers
             raise
-        print(f"nanofm: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
-        return 2 if isinstance(e, (ConfigError, KeyError)) else 1
+        if not _is_user_error(e):
+            traceback.print_exc()
+            print(f"nanofm: this is a bug; please report it with the traceback above (nanofm {__version__})",
+                  file=sys.stderr)
+            return 1
+        print(f"nanofm: error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, ConfigError) else 1
     return 0
+
+
+def _is_user_error(e: Exception) -> bool:
+    """What the user can fix, reported in one line: a UserError (a config, data file, checkpoint, run folder or
+    weights file nanofm cannot use), a path the user named that is missing or not allowed, a full disk."""
+    paths = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+    return isinstance(e, (UserError, *paths)) or isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 if __name__ == "__main__":

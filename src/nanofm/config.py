@@ -3,27 +3,56 @@
     cfg = load_config(CopyTaskConfig, "configs/copy-tiny.yaml", ["model.d_model=128", "steps=500"])
     print(to_yaml(cfg))
 
-Every value is checked against its field's type; an unknown key or a wrong type raises ConfigError
-naming the key, and the file and line (or the override) it came from.
+Every value is checked against its field's type, then by the dataclass's __post_init__ (see `require`); an
+unknown key, a wrong type, an invalid value or a key written twice in one mapping raises ConfigError naming
+the key, and the file and line (or the override) it came from.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
+import re
 import types
 import typing
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from nanofm.errors import DataError, UserError
+
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
-    """A config value that is unknown, of the wrong type, or invalid; the message names where it came from."""
+class ConfigError(UserError, ValueError):
+    """A config value that is unknown, of the wrong type, or invalid; the message names where it came from.
+    `keys`: the fields it is about, relative to the dataclass that raised it (from_dict makes them dotted)."""
+
+    def __init__(self, message: str, keys: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.keys = keys
+
+
+def require(ok: bool, message: str, *keys: str) -> None:
+    """The check for a dataclass's __post_init__: unless `ok`, raise ConfigError(message) about fields `keys`.
+    Loaded through from_dict, the message gets the keys' dotted names ('lr' -> 'train.lr') and where the
+    first one was set (an override of one of them wins)."""
+    if not ok:
+        raise ConfigError(message, keys)
+
+
+def require_fits(cfg: Any, data_key: str, specials: int = 0, model_key: str = "model.max_len") -> None:
+    """A task config's check that its longest sequence, `data_key` tokens plus `specials` special tokens
+    (BOS, EOS), fits the model's positions (`model_key`); both dotted attributes of `cfg`."""
+    have, data = (functools.reduce(getattr, k.split("."), cfg) for k in (model_key, data_key))
+    plus = f" (+ {specials} special token{'s' if specials > 1 else ''})" if specials else ""
+    require(data + specials <= have, f"{model_key}={have} is below {data_key}={data}{plus}: the longest sequences "
+            f"would not fit the model's positions; raise {model_key} to {data + specials} or lower {data_key}",
+            model_key, data_key)
 
 
 def from_dict(cls: type[C], data: dict[str, Any], origins: dict[str, str] | None = None, _prefix: str = "") -> C:
@@ -44,8 +73,23 @@ def from_dict(cls: type[C], data: dict[str, Any], origins: dict[str, str] | None
         kwargs[key] = _coerce(value, hints[key], dotted, origins)
     try:
         return cls(**kwargs)
+    except ConfigError as e:
+        if not e.keys:
+            raise ConfigError(_where_section(_prefix, origins) + str(e)) from None
+        keys = tuple(_prefix + k for k in e.keys)
+        named = re.compile(r"(?<![\w.'\"])(" + "|".join(map(re.escape, e.keys)) + r")(?!\w)")  # not in quoted values
+        wheres = [_where(k, origins) for k in keys]
+        where = next((w for w in wheres if w.startswith("override")), wheres[0])
+        raise ConfigError(where + named.sub(lambda m: _prefix + m[1], str(e)), keys) from None
     except (ValueError, TypeError) as e:
-        raise ConfigError(_where(_prefix.rstrip("."), origins) + f"invalid {cls.__name__}: {e}") from None
+        raise ConfigError(_where_section(_prefix, origins) + f"invalid {cls.__name__}: {e}") from None
+
+
+def _where_section(prefix: str, origins: dict[str, str]) -> str:
+    """Where a section (prefix 'model.', or '' for the whole config) that fails its own checks came from: the
+    overrides of its keys, if any, else its line in the file."""
+    overrides = [v for k, v in origins.items() if v.startswith("override") and (k + ".").startswith(prefix)]
+    return ", ".join(overrides) + ": " if overrides else _where(prefix.rstrip("."), origins)
 
 
 def _where(dotted: str, origins: dict[str, str]) -> str:
@@ -58,7 +102,8 @@ def _where(dotted: str, origins: dict[str, str]) -> str:
 
 
 def _coerce(value: Any, tp: Any, dotted: str, origins: dict[str, str]) -> Any:
-    """Check `value` against type `tp`; convert lists to tuples and YAML's string floats ('1e-3') to float."""
+    """Check `value` against type `tp`; convert lists to tuples, YAML's string floats ('1e-3') to float and numbers
+    given for a string to that string."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, origins, dotted + ".")
@@ -86,6 +131,8 @@ def _coerce(value: Any, tp: Any, dotted: str, origins: dict[str, str]) -> Any:
         return value
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):  # data.dir=2024, budget=30
+        return str(value)
     if tp is float and isinstance(value, str):
         try:
             return float(value)
@@ -118,18 +165,27 @@ def to_yaml(cfg: Any) -> str:
 
 def read_file(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Read a YAML or JSON file into a dict, with each dotted key's 'file:line' (YAML) for messages."""
+    from nanofm.data.text_files import read_user_text
+
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_user_text(path)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
+    except DataError as e:
+        raise ConfigError(str(e)) from None
     origins = {"": str(path)}
     try:
         if path.suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=lambda pairs: _unique_json(pairs, path))
         else:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
+            loader = _UniqueKeyLoader(text)
+            loader.path = path
+            try:
+                node = loader.get_single_node()
+                data = loader.construct_document(node) if node is not None else None
+            finally:
+                loader.dispose()
             _line_numbers(node, "", str(path), origins)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from None
@@ -138,6 +194,34 @@ def read_file(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a mapping at the top, got {type(data).__name__}")
     return data, origins
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping (PyYAML keeps the last silently)."""
+
+    path: Path
+
+    def construct_mapping(self, node, deep=False):
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *base' may repeat what it merges
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            if not isinstance(key, Hashable):  # SafeLoader refuses it below
+                continue
+            if key in first:
+                raise ConfigError(f"{self.path}:{line}: duplicate key {key!r} (first at line {first[key]})")
+            first[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _unique_json(pairs: list[tuple[str, Any]], path: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"{path}: duplicate key {key!r}")
+        out[key] = value
+    return out
 
 
 def _line_numbers(node: Any, prefix: str, path: str, out: dict[str, str]) -> None:
@@ -164,6 +248,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], origins: dict[st
             node[parts[-1]] = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
             node[parts[-1]] = raw
+        for child in [k for k in origins if k.startswith(key + ".")]:  # the override replaced them
+            del origins[child]
         origins[key] = f"override {item!r}"
 
 

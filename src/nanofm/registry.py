@@ -51,13 +51,15 @@ def _ensure_loaded() -> None:
 
 def presets(family: str | None = None) -> list[Preset]:
     _ensure_loaded()
+    if family is not None and family not in _FAMILIES:
+        raise ConfigError(f"unknown family {family!r}; families: {', '.join(sorted(_FAMILIES))}")
     return [p for p in _PRESETS.values() if family is None or p.family == family]
 
 
 def get_preset(name: str) -> Preset:
     _ensure_loaded()
     if name not in _PRESETS:
-        raise KeyError(f"unknown preset {name!r}; available: {', '.join(sorted(_PRESETS))}")
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(sorted(_PRESETS))}")
     return _PRESETS[name]
 
 

@@ -115,5 +115,5 @@ def test_malformed_line_names_file_and_line(tmp_path, reader, name, text, error)
 
 def test_invalid_utf8_names_the_line(tmp_path):
     (tmp_path / "esp.train").write_bytes(b"Melbourne B-LOC\nEspa\xf1a B-LOC\n")  # Latin-1, as on the CoNLL-2002 site
-    with pytest.raises(ValueError, match=r"esp.train:2: invalid UTF-8"):
+    with pytest.raises(ValueError, match=r"esp.train:2: not valid UTF-8"):
         read_conll2002(tmp_path / "esp.train")

@@ -56,7 +56,7 @@ def test_read_inputs_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="vacío.txt: empty file"):
         read_inputs([tmp_path / "vacío.txt"])
     (tmp_path / "latin1.txt").write_bytes("año".encode("latin-1"))
-    with pytest.raises(ValueError, match="latin1.txt: invalid UTF-8"):
+    with pytest.raises(ValueError, match="latin1.txt:1: not valid UTF-8"):
         read_inputs([tmp_path / "latin1.txt"])
     with pytest.raises(ValueError, match="nada: no such file"):
         read_inputs([tmp_path / "nada"])
@@ -93,7 +93,7 @@ def test_cli_corpus_end_to_end_is_deterministic(tmp_path, capsys):
 def test_cli_corpus_bad_input_is_an_error(tmp_path, capsys):
     (tmp_path / "mal.txt").write_bytes(b"\xff\xfe texto")
     assert main(["data", "prepare", "corpus", "--input", str(tmp_path / "mal.txt"), "--out", str(tmp_path / "o")]) == 1
-    assert "mal.txt: invalid UTF-8" in capsys.readouterr().err
+    assert "mal.txt:1: not valid UTF-8" in capsys.readouterr().err
 
 
 def test_prepare_corpus_from_debian_cache(tmp_path):

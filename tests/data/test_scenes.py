@@ -1,14 +1,12 @@
 """Captioned Fashion-MNIST scenes: captions from the ground truth, held-out pairs, determinism."""
 
 import hashlib
-from pathlib import Path
 
-import pytest
 import torch
 
-from nanofm.data.fashion_mnist import DEBIAN_SOURCE
 from nanofm.data.scenes import (HELDOUT, compose_one, compose_two, content_key, load_scenes, parse_caption,
                                 prepare_scenes, scene_captions, zero_shot_prompts)
+from tests.vision.fakes import write_fake_fashion_mnist
 
 
 def test_captions_name_the_ground_truth():
@@ -56,9 +54,9 @@ def test_content_keys_tell_contents_apart():
     assert torch.equal(content_key(items[:1], colours[:1]), keys[:1])
 
 
-@pytest.mark.skipif(not Path(DEBIAN_SOURCE).is_dir(), reason="needs dataset-fashion-mnist")
 def test_prepare_is_deterministic_and_holds_out_pairs(tmp_path):
-    metas = [prepare_scenes(tmp_path / name, limit=300, pairs=1000) for name in ("a", "b")]
+    source = write_fake_fashion_mnist(tmp_path / "idx", n_train=300, n_test=300)  # the package's files, random pixels
+    metas = [prepare_scenes(tmp_path / name, source=source, limit=300, pairs=1000) for name in ("a", "b")]
     assert metas[0]["sizes"] == metas[1]["sizes"]
     for f in ("train.safetensors", "heldout.safetensors", "test.captions.jsonl"):
         digests = {hashlib.sha256((tmp_path / name / f).read_bytes()).hexdigest() for name in ("a", "b")}

@@ -34,7 +34,7 @@ def test_malformed_lines_name_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"train.tsv:2: empty field"):
         read_classification(bad)
     bad.write_bytes(b"Calc\tbien\nCalc\tmal \xff\n")
-    with pytest.raises(ValueError, match=r"train.tsv:2: invalid UTF-8"):
+    with pytest.raises(ValueError, match=r"train.tsv:2: not valid UTF-8"):
         read_classification(bad)
     with pytest.raises(ValueError, match="task.json: missing"):
         load_task(tmp_path)

@@ -66,6 +66,15 @@ def test_convert_both_ways_and_fill_mask(hf_dir, tmp_path, capsys):
             == transformers.BertTokenizer.from_pretrained(hf_dir)(text)["input_ids"])
     assert main(["convert", "--from-hf", str(hf_dir), str(run)]) == 1  # an existing folder is never overwritten silently
     assert "not empty; choose another folder or --overwrite" in capsys.readouterr().err
+    assert main(["convert", "--from-hf", str(hf_dir), str(run), "--overwrite"]) == 0  # a run folder: replaced
+    assert main(["convert", "--to-hf", str(run), str(back), "--overwrite"]) == 0  # a Hugging Face folder: replaced
+    capsys.readouterr()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("x")
+    for args in (["--from-hf", str(hf_dir)], ["--to-hf", str(run)]):  # --overwrite used to rmtree whatever OUT was
+        assert main(["convert", *args, str(mine), "--overwrite"]) == 1
+        assert "holds thesis.txt" in capsys.readouterr().err and (mine / "thesis.txt").read_text() == "x"
 
 
 def test_finetune_and_benchmark_read_a_hf_folder(hf_dir, task_dir, tmp_path, capsys):

@@ -246,16 +246,50 @@ def test_presets_follow_bert_miniatures():
 
 @torch.no_grad()
 def test_sequence_classification_fast_inference_equals_plain_path():
+    """In eval mode the classifier takes the encoder's fast paths, shown by what the layers compute: every
+    layer is handed the packed layout of the real tokens, the feed-forwards see only the 25 real tokens
+    (not 3 x 12 padded positions), and the last layer only the 3 [CLS] rows; and the logits equal the plain
+    path's. Catches: the fast flags never passed (or fast_inference ignored), a fast path that computes
+    everything anyway, a fast path whose result differs."""
     model = BertForSequenceClassification(CFG).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     tokens, segments, real = _inputs()
+    assert int(real.sum()) == 25
+    layers = model.bert.encoder.layers
+    calls = []
+
+    def spy(i):
+        def hook(layer, args, kwargs):
+            calls.append((i, "layout" in kwargs and kwargs["layout"] is not None, kwargs.get("query_positions")))
+
+        return hook
+
+    ff_rows = []
+    handles = [layer.register_forward_pre_hook(spy(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    handles += [layer.ff.register_forward_pre_hook(lambda m, a: ff_rows.append(a[0].numel() // D)) for layer in layers]
     fast = model(tokens, segments).logits
+    assert [(i, packed) for i, packed, _ in calls] == [(i, True) for i in range(L)]
+    assert calls[-1][2] == slice(0, 1) and all(q is None for _, _, q in calls[:-1])
+    assert ff_rows == [25] * (L - 1) + [3]
+    calls.clear(), ff_rows.clear()
     model.fast_inference = False
     plain = model(tokens, segments).logits
+    assert calls == [(i, False, None) for i in range(L)] and ff_rows == [3 * 12] * L  # the plain path, really
+    for h in handles:
+        h.remove()
     assert max_diff(fast, plain) <= 1e-5
-    full = model.bert(tokens, segments)  # (B, T, D), the plain encoder
+    assert fast.abs().max() > 1e-3  # (not a degenerate all-zero output that would equal anything)
+    model.fast_inference = True
+    model.train()  # training always takes the plain path (dropout)
+    calls.clear()
+    handles = [layer.register_forward_pre_hook(spy(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    model(tokens, segments)
+    assert calls == [(i, False, None) for i in range(L)]
+    for h in handles:
+        h.remove()
+    full = model.eval().bert(tokens, segments)  # (B, T, D), the plain encoder
     cls = model.bert(tokens, segments, query_positions=slice(0, 1), skip_padding=True)  # (B, 1, D)
     assert cls.shape == (3, 1, D) and max_diff(cls, full[:, :1]) <= 1e-5
     packed = model.bert(tokens, segments, skip_padding=True)

@@ -83,15 +83,48 @@ def test_guidance_mixes_the_conditional_and_unconditional_halves():
 
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
 def test_min_snr_loss_is_the_x0_error_weighted_by_min_snr_gamma(prediction):
-    """Min-SNR-gamma (Hang et al. 2023) in any parameterisation: mean of min(SNR, gamma) * |x0_hat - x0|^2."""
+    """Min-SNR-gamma (Hang et al. 2023) in any parameterisation: mean of min(SNR, gamma) * |x0_hat - x0|^2.
+    Everything on the expected side is written out by hand from the schedule's alphas_cumprod (abar):
+    SNR = abar / (1 - abar), x_t = sqrt(abar) x0 + sqrt(1 - abar) eps, and x0_hat from the prediction, so a
+    wrong SNR (inverted, square-rooted, off by a step) or a wrong conversion of the weight fails."""
     s = NoiseSchedule(DiffusionConfig(timesteps=100, prediction=prediction, loss_weighting="min_snr", min_snr_gamma=5.0,
                                       clip_x0=None))
     g = torch.Generator().manual_seed(0)
     x0, noise, t = torch.randn(64, 4, generator=g), torch.randn(64, 4, generator=g), torch.randint(0, 100, (64,), generator=g)
-    pred = s.target(x0, noise, t) + 0.1 * torch.randn(64, 4, generator=g)
-    x0_hat, _ = s.split(pred, s.q_sample(x0, t, noise), t)
-    expected = (s.snr(t).clamp(max=5.0) * (x0_hat - x0).pow(2).mean(1)).mean().float()
-    assert torch.allclose(s.loss(pred, x0, noise, t), expected, rtol=1e-3)
+    x0, noise = x0.double(), noise.double()
+    abar = s.alphas_cumprod[t][:, None]  # (B, 1) float64
+    a, b = abar.sqrt(), (1 - abar).sqrt()
+    x_t = a * x0 + b * noise
+    target = {"eps": noise, "x0": x0, "v": a * noise - b * x0}[prediction]
+    pred = target + 0.1 * torch.randn(64, 4, generator=g).double()
+    x0_hat = {"eps": (x_t - b * pred) / a, "x0": pred, "v": a * x_t - b * pred}[prediction]
+    snr = (abar / (1 - abar)).squeeze(1)
+    assert snr.min() < 5.0 < snr.max()  # both sides of gamma are exercised
+    expected = (snr.clamp(max=5.0) * (x0_hat - x0).pow(2).mean(1)).mean()
+    assert s.loss(pred.float(), x0.float(), noise.float(), t).item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_ema_follows_its_formula():
+    """After n updates the average moves by (1 - d) of the way to the source, d = min(decay, (1 + n) / (10 + n)):
+    a plain copy, a swapped d and 1 - d, or a missing warm-up all give other values."""
+    src = torch.nn.Linear(2, 2)
+    w0 = src.weight.detach().clone()
+    ema = EMA(src, decay=0.5)
+    assert torch.equal(ema.module.weight, w0)  # starts as a copy
+    with torch.no_grad():
+        src.weight.add_(1.0)  # the source is now w0 + 1 and stays there
+    gap = 1.0  # source - average
+    for n in range(12):
+        ema.update(src)
+        d = min(0.5, (1 + n) / (10 + n))  # 0.1, 0.18, 0.25, ... then capped at 0.5 from n = 8
+        gap *= d
+        assert torch.allclose(ema.module.weight, w0 + 1.0 - gap, atol=1e-6), n  # n = 0: w0 + 0.9, a copy w0 + 1
+    assert int(ema.updates) == 12
+    capped = EMA(src, decay=0.05)  # d = min(0.05, 0.1): the decay itself, from the first update
+    with torch.no_grad():
+        src.weight.add_(2.0)
+    capped.update(src)
+    assert torch.allclose(capped.module.weight, 0.05 * (w0 + 1.0) + 0.95 * (w0 + 3.0), atol=1e-6)
 
 
 def test_ema_tracks_the_source():

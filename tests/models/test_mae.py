@@ -87,13 +87,25 @@ def test_forward_shapes_and_loss_on_masked_patches_only():
     out = mae(images, targets=torch.zeros(B, dtype=torch.long), generator=torch.Generator().manual_seed(0))
     assert out.logits.shape == (B, 16, 49) and out.loss.ndim == 0
     assert out.n_targets == B * 12  # 16 - round(16 * 0.25) masked patches per image
-    # the same loss by hand, with the same masks
+    # The loss by hand, from the MAE paper (norm_pix_loss): cut each image into its 4 x 4 grid of 7 x 7
+    # patches; normalise a patch's 49 pixels by that patch's own mean and (unbiased, as MAE's code) variance
+    # + 1e-6; square error against the prediction, averaged over the patch's pixels; then averaged over the
+    # HIDDEN patches only: those the same draw of random_masking did not keep. Catches: normalising per
+    # image or not at all, a biased variance, the loss on visible or on all patches, an inverted mask.
     latent, mask, ids_restore = mae.forward_encoder(images, torch.Generator().manual_seed(0))
-    pred = mae.forward_decoder(latent, ids_restore)
-    patches = patchify(images, 7)
-    target = (patches - patches.mean(-1, keepdim=True)) / (patches.var(-1, keepdim=True) + 1e-6).sqrt()
-    per_patch = ((pred - target) ** 2).mean(-1)
-    assert torch.allclose(out.loss, per_patch[mask.bool()].mean(), atol=1e-6)
+    pred = mae.forward_decoder(latent, ids_restore)  # (B, 16, 49): patches row-major, pixels row-major
+    ids_keep = random_masking(B, 16, 0.75, torch.Generator().manual_seed(0))[0]  # the visible patches
+    errors = []
+    for b in range(B):
+        for k in set(range(16)) - set(ids_keep[b].tolist()):
+            r, c = divmod(k, 4)
+            pixels = images[b, 0, 7 * r : 7 * r + 7, 7 * c : 7 * c + 7].reshape(49).double()
+            mean = pixels.sum() / 49
+            var = ((pixels - mean) ** 2).sum() / 48
+            target = (pixels - mean) / (var + 1e-6).sqrt()
+            errors.append(((pred[b, k].double() - target) ** 2).mean().item())
+    assert len(errors) == B * 12
+    assert out.loss.item() == pytest.approx(sum(errors) / len(errors), rel=1e-5)
     assert torch.equal(out.logits, pred)
     for other in (_mae(norm_pix_loss=False), _mae(pos="learned")):
         out = other(images, generator=torch.Generator().manual_seed(0))

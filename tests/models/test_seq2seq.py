@@ -9,6 +9,7 @@ from nanofm.tasks.copy import CopyDataset, CopyTaskConfig, collate_for
 from tests.helpers import max_diff
 
 PRESETS = ["rnn-tiny", "transformer-tiny"]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(n=8, seed_offset=0):
@@ -27,20 +28,37 @@ def test_beam_1_equals_greedy(preset):
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_beam_search_finds_at_least_greedys_score(preset):
+    """Beam search (alpha 0: raw log-probability) never returns a worse-scoring ended output than greedy, and
+    on some source it finds a better one (a beam search that only ever returned greedy's output fails). An
+    untrained model seldom says EOS within 12 tokens, which would leave nothing to compare: its EOS logit is
+    raised step by step (its logits sharpened) until some outputs end and beam search differs from greedy."""
     torch.manual_seed(0)
     model = create(preset).eval()
-    src = _batch(4)["src"]
+    src = _batch(8)["src"]
+    head = model.output if preset.startswith("rnn") else model.lm_head
+    sharpen, eos_bias = (4.0 if preset.startswith("rnn") else 1.0), torch.zeros(model.cfg.vocab_size)
+    head.register_forward_hook(lambda module, inputs, out: out * sharpen + eos_bias)  # teacher forcing and steps alike
 
+    @torch.no_grad()
     def logprob(out):  # sum of log-probabilities of each output, EOS included
         tgt = torch.cat([torch.full((out.size(0), 1), 1), out[:, :-1]], 1).masked_fill(out == 0, 0)
         logp = torch.log_softmax(model(src, tgt).logits, -1).gather(-1, out.clamp(min=0)[..., None]).squeeze(-1)
         return logp.masked_fill(out == 0, 0).sum(1)
 
-    greedy = greedy_search(model, src, 12)
-    beam = beam_search(model, src, beam_size=5, max_len=12, alpha=0.0)  # alpha 0: rank by raw log-probability
     ended = lambda o: (o == 2).any(1)  # noqa: E731
-    both = ended(greedy) & ended(beam)
-    assert (logprob(beam)[both] >= logprob(greedy)[both] - 1e-4).all()
+    for boost in torch.arange(0.25, 6.01, 0.25).tolist():
+        eos_bias[2] = boost
+        greedy = greedy_search(model, src, 12)
+        if ended(greedy).sum() < 2:  # (cheap: no beam search until greedy's outputs end)
+            continue
+        beam = beam_search(model, src, beam_size=5, max_len=12, alpha=0.0)  # alpha 0: rank by raw log-probability
+        both = ended(greedy) & ended(beam)
+        gain = logprob(beam)[both] - logprob(greedy)[both]
+        if both.sum() >= 2 and (gain > 1e-3).any():
+            break
+    assert both.sum() >= 2, "no output ended: nothing compared"
+    assert (gain >= -1e-4).all(), gain
+    assert (gain > 1e-3).any(), "beam search never found a better output than greedy"
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -106,3 +124,67 @@ def test_transformer_cross_attention_maps():
     maps = model.attention_maps(b["src"], b["tgt"])  # (L, B, H, T, S)
     assert maps.shape == (2, 2, 4, b["tgt"].size(1), b["src"].size(1))
     assert torch.allclose(maps.sum(-1), torch.ones(()), atol=1e-5)
+
+
+class _TableDecoder:
+    """An IncrementalDecoder whose next-token log-probabilities depend only on the previous token: every
+    hypothesis' score can be written down by hand. Tokens: 0 PAD, 1 BOS, 2 EOS, 3.. words."""
+
+    def __init__(self, rows: dict[int, dict[int, float]], vocab: int = 8):
+        from types import SimpleNamespace
+
+        self.cfg = SimpleNamespace(pad_id=0, bos_id=1, eos_id=2)
+        table = torch.full((vocab, vocab), 1e-6, dtype=torch.float64)
+        for prev, row in rows.items():
+            for tok, p in row.items():
+                table[prev, tok] = p
+        self.logp = (table / table.sum(1, keepdim=True)).log()
+
+    def start(self, src, use_cache=True):
+        return None
+
+    def step(self, state, tokens):
+        return self.logp[tokens].float()
+
+    def reorder(self, state, index, beams_only=False):
+        pass
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.44, 0.6, 1.0])
+def test_beam_search_ranks_by_the_gnmt_length_penalty(alpha):
+    """Two hypotheses end: "EOS" (1 token, log 0.4) and "3 4 EOS" (3 tokens, log 0.35 + 2 log ~1). Ranked by
+    log p / ((5 + length) / 6) ** alpha (GNMT, EOS counted), the short one wins up to alpha ~0.47 and the
+    long one after. Catches: the penalty ignored or not raised to alpha, the length counted without EOS
+    (the switch moves to alpha ~0.40: alpha 0.44 picks the other one), multiplying instead of dividing."""
+    from nanofm.models.decoding import length_penalty
+
+    for n, a in [(1, 0.6), (3, 0.6), (10, 1.0), (7, 0.0)]:
+        assert length_penalty(n, a) == pytest.approx(((5 + n) / 6) ** a)
+    model = _TableDecoder({1: {2: 0.4, 3: 0.35, 5: 0.25}, 3: {4: 1.0}, 4: {2: 1.0}, 5: {5: 1.0}})
+    lp = model.logp
+    short, long = [2], [3, 4, 2]
+    s_short, s_long = float(lp[1, 2]), float(lp[1, 3] + lp[3, 4] + lp[4, 2])
+    expected = short if s_short / ((5 + 1) / 6) ** alpha > s_long / ((5 + 3) / 6) ** alpha else long
+    assert expected == (short if alpha < 0.47 else long)  # the hand computation, as the docstring says
+    out = beam_search(model, torch.zeros(1, 3, dtype=torch.long), beam_size=2, max_len=10, alpha=alpha)
+    assert out[0].tolist() == expected
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_label_smoothing_is_the_smoothed_cross_entropy(preset):
+    """loss = mean over real targets of (1 - eps) * -log p(y) + eps * mean over the vocabulary of -log p(v)
+    (Szegedy et al. 2016, as torch's label_smoothing). Catches: the config's label_smoothing not reaching the
+    loss, a wrong eps, the smoothing averaged over padding positions too."""
+    eps = 0.1
+    torch.manual_seed(0)
+    model = create(preset, label_smoothing=eps).eval()
+    b = _batch(6)
+    out = model(**b)
+    logp = torch.log_softmax(out.logits.double(), -1)  # (B, T, V)
+    real = b["targets"] != IGNORE_INDEX
+    assert not real.all()  # padding present, so that averaging over it would show
+    nll = -logp.gather(-1, b["targets"].clamp(min=0)[..., None]).squeeze(-1)
+    uniform = -logp.mean(-1)
+    expected = ((1 - eps) * nll + eps * uniform)[real].mean()
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert abs(expected.item() - nll[real].mean().item()) > 1e-3  # smoothing changes the value: the check sees it

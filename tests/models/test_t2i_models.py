@@ -105,7 +105,7 @@ def test_decoder_starts_at_zero_and_overfits():
 
 
 def test_decoder_guidance_1_is_conditional_and_every_weight_learns():
-    dec = tiny_decoder()
+    dec = tiny_decoder(cond_drop=0.5)
     with torch.no_grad():
         for p in dec.net.parameters():
             p.add_(torch.randn_like(p) * 0.1)  # leave the zero init, so that every path matters
@@ -115,10 +115,24 @@ def test_decoder_guidance_1_is_conditional_and_every_weight_learns():
         cond, uncond = dec.net(x, t, c), dec.net(x, t, dec.net.null_cond.expand_as(c))
         assert not torch.allclose(cond, uncond, atol=1e-3)
         assert torch.allclose(dec.guided_prediction(x, t, c, 3.0, use_ema=False), uncond + 3 * (cond - uncond), atol=1e-4)
+    # every trainable weight gets a non-zero gradient and moves in an optimizer step (a weight cut off from
+    # the loss, e.g. a condition path or the learned null condition never used, keeps a zero / no gradient)
     dec.train()
-    dec(torch.randn(4, 3, 8, 8), torch.randn(4, E)).loss.backward()
-    missing = [n for n, p in dec.named_parameters() if p.requires_grad and n != "net.null_cond" and p.grad is None]
-    assert not missing
+    dropped, drop = [], dec.drop_condition
+    dec.drop_condition = lambda cond: dropped.append(drop(cond)) or dropped[-1]
+    cond = torch.randn(8, E)
+    torch.manual_seed(3)
+    dec(torch.randn(8, 3, 8, 8), cond).loss.backward()
+    is_null = (dropped[0] != cond).any(1)
+    assert is_null.any() and not is_null.all()  # both the null condition and real ones were trained on
+    trainable = {n: p for n, p in dec.named_parameters() if p.requires_grad}
+    assert "net.null_cond" in trainable and not any(n.startswith("ema.") for n in trainable)
+    no_grad = [n for n, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not no_grad, no_grad
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    torch.optim.Adam(trainable.values(), lr=1e-3).step()
+    unchanged = [n for n, p in trainable.items() if torch.equal(p.detach(), before[n])]
+    assert not unchanged, unchanged
     samples = dec.sample(torch.randn(2, E), steps=4, guidance=2.0, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (2, 3, 8, 8) and samples.abs().max() <= 1
 

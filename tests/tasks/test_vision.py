@@ -2,6 +2,7 @@
 MAE pretraining with its reconstructions, fine-tuning from it, the linear probe, and the vision table."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -105,6 +106,21 @@ def test_mae_pretrain_finetune_and_linear_probe(data, tmp_path, capsys):
     assert "cannot start from scratch" in capsys.readouterr().err
 
 
+def _hand_accuracy(run, labels) -> float:
+    """A run's test accuracy by hand: its best checkpoint's arg-max class of each test image, against the
+    labels written into the IDX fixture."""
+    from nanofm.tasks import build_task, load_task_config
+    from nanofm.train import load_model_weights
+
+    parts = build_task(load_task_config(run / "config.yaml"))
+    load_model_weights(parts.model, pick_checkpoint(run, "best") / "model.safetensors")
+    test = parts.extras["test"]
+    batch = parts.collate([{**test[i], "augment": False} for i in range(len(test))])
+    with torch.no_grad():
+        preds = parts.model.eval()(batch["images"]).logits.argmax(-1)
+    return sum(int(p) == int(y) for p, y in zip(preds, labels)) / len(labels)
+
+
 def test_vision_benchmark_table(data, tmp_path, capsys):
     out = tmp_path / "bench"
     args = ["benchmark", "vision", "--budget", "6s", "--probe-budget", "2s", "--out", str(out), f"data.dir={data}",
@@ -113,10 +129,71 @@ def test_vision_benchmark_table(data, tmp_path, capsys):
     table = (out / "table.md").read_text()
     result = json.loads((out / "table.json").read_text())
     assert result["pretrain_budget"] == "3s" and result["finetune_budget"] == "3s"
-    for column in ("scratch", "mae_finetune", "linear_probe"):
-        assert 0.0 <= result[column]["test_accuracy"] <= 1.0
-    assert "| from scratch (test acc.) | MAE + fine-tune (test acc.) |" in table and "MAE + fine-tune minus" in table
+    labels = [i % 4 for i in range(40)]  # the test split: t10k of the fixture, labels i % 4
+    for column, run in (("scratch", "scratch"), ("mae_finetune", "mae-finetune"), ("linear_probe", "mae-linear-probe")):
+        r = result[column]
+        # the accuracy of the run's best checkpoint on the test images, and training images/s = steps x batch / s
+        assert r["test_accuracy"] == pytest.approx(_hand_accuracy(out / run, labels)), column
+        assert r["images_per_s"] == pytest.approx(r["steps"] * 16 / r["seconds"], rel=1e-6), column
+    s, f, p = (100 * result[c]["test_accuracy"] for c in ("scratch", "mae_finetune", "linear_probe"))
+    assert f"| {s:.2f} | {f:.2f} | {p:.2f} |" in table
+    assert f"MAE + fine-tune minus from scratch: {f - s:+.2f} points." in table
+    assert "| from scratch (test acc.) | MAE + fine-tune (test acc.) |" in table
     assert table in capsys.readouterr().out
+
+
+def test_vision_table_from_known_runs(data, tmp_path, monkeypatch):
+    """benchmark_vision with the training stubbed by known results: the budget split, which run fills which
+    column (fine-tuning from the MAE run, on the scratch recipe; the probe on its own budget), the gain."""
+    from nanofm.config import to_yaml
+    from nanofm.tasks import benchmark_vision as bv
+
+    known = {"scratch": 0.8125, "mae-finetune": 0.875, "mae-linear-probe": 0.5}
+    runs = {}
+
+    def train_run(cfg, out, progress=False):
+        runs[out.name] = cfg
+        if cfg.task == "mae":
+            out.mkdir(parents=True)
+            (out / "config.yaml").write_text(to_yaml(cfg))  # what the fine-tuning reads
+            return {"steps": 30, "images_per_s": 300.0, "seconds": 1.6}
+        return {"steps": 20, "images_per_s": 100.0 + len(runs), "seconds": 3.2, "test_accuracy": known[out.name]}
+
+    monkeypatch.setattr(bv, "train_run", train_run)
+    result = bv.benchmark_vision("configs/vit-fmnist.yaml", "configs/mae-vit-fmnist.yaml", "10m", tmp_path / "b",
+                                 pretrain_share=0.3, probe_budget="2m", overrides=[f"data.dir={data}", *TINY],
+                                 mae_overrides=MAE_TINY[len(TINY):], log=lambda _: None)
+    assert [(name, c.train.budget) for name, c in runs.items()] == [
+        ("scratch", "10m"), ("mae", "3m"), ("mae-finetune", "7m"), ("mae-linear-probe", "2m")]
+    tuned, probe = runs["mae-finetune"], runs["mae-linear-probe"]
+    assert tuned.init == probe.init == str(tmp_path / "b" / "mae") and probe.linear_probe and not tuned.linear_probe
+    assert tuned.train.lr == runs["scratch"].train.lr and tuned.data.augment == runs["scratch"].data.augment
+    assert {c: result[c]["test_accuracy"] for c in ("scratch", "mae_finetune", "linear_probe")} == {
+        "scratch": 0.8125, "mae_finetune": 0.875, "linear_probe": 0.5}
+    table = (tmp_path / "b" / "table.md").read_text()
+    assert "| 81.25 | 87.50 | 50.00 | 101 / 300 / 103 |" in table
+    assert "MAE + fine-tune minus from scratch: +6.25 points." in table
+    assert json.loads((tmp_path / "b" / "table.json").read_text()) == result
+
+
+def test_accuracy_is_the_share_of_right_predictions(data):
+    """A stub classifier right on exactly 30 of the 40 test images (wrong on every label-0 one): 0.75."""
+    from nanofm.tasks import build_task, load_task_config
+    from nanofm.tasks.vision import accuracy
+
+    parts = build_task(load_task_config("configs/vit-fmnist.yaml", [f"data.dir={data}", *TINY]))
+    answers = [i % 4 if i % 4 else 1 for i in range(40)]  # the fixture's test labels are i % 4
+
+    class Stub(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused, self.seen = torch.nn.Parameter(torch.zeros(1)), 0
+
+        def forward(self, images):
+            n, self.seen = images.size(0), self.seen + images.size(0)
+            return SimpleNamespace(logits=torch.eye(10)[answers[self.seen - n : self.seen]])
+
+    assert accuracy(Stub(), parts.extras["test"], parts.collate) == {"accuracy": 0.75}
 
 
 def test_a_stopped_run_is_never_scored(tmp_path):

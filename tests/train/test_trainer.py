@@ -1,11 +1,13 @@
 import json
+import math
+import sys
 import time
 
 import pytest
 import torch
 
 from nanofm.models import ModelOutput
-from nanofm.train import TrainingError
+from nanofm.train import Trainer, TrainingError
 from nanofm.train.optim import lr_at, param_groups
 from nanofm.train.tracking import read_metrics
 from tests.train.common import make_trainer, optimizer_tensors, tiny_config, weights, without_key_bias
@@ -106,6 +108,47 @@ def test_non_finite_loss_skips_the_step():
         always.fit()
 
 
+class _Linear(torch.nn.Module):
+    """loss = scale * mean over the batch of (x . a + b): its gradient is known in closed form."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+        self.a = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        self.b = torch.nn.Parameter(torch.tensor([0.5]))
+
+    def forward(self, x):
+        return ModelOutput(loss=self.scale * (x @ self.a + self.b).mean())
+
+
+@pytest.mark.parametrize("grad_clip", [1.0, 0.0])
+def test_gradient_clipping_scales_the_whole_gradient_to_the_limit(grad_clip):
+    """With plain SGD the update is -lr times the gradient the trainer hands the optimizer: after a step
+    with a huge gradient it must be the step's mean gradient rescaled to norm grad_clip (one factor for
+    all parameters). Catches: no clipping, clipping each parameter on its own, clipping the summed
+    gradient before it is divided by the examples, clipping by value; grad_clip=0 leaves it whole."""
+    from nanofm.train import TrainConfig
+
+    xs = torch.tensor([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5], [2.0, 4.0]])
+    data = [{"x": x} for x in xs]
+    model = _Linear(scale=1000.0)
+    cfg = TrainConfig(steps=1, batch_size=4, micro_batch_size=2, lr=0.1, warmup_steps=0, schedule="constant",
+                      grad_clip=grad_clip, eval_every=0, best_metric=None, log_every=1)
+    trainer = Trainer(model, data, cfg, collate=lambda ex: {"x": torch.stack([e["x"] for e in ex])}, progress=False)
+    trainer.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer.fit()
+    grad = {"a": 1000.0 * xs.mean(0), "b": torch.tensor([1000.0])}  # d loss / d (a, b), by hand: norm ~ 2.6e3
+    norm = math.sqrt(sum(float((g**2).sum()) for g in grad.values()))
+    factor = grad_clip / (norm + 1e-6) if grad_clip else 1.0  # torch's clip_grad_norm_ coefficient
+    for name, g in grad.items():
+        step = (model.get_parameter(name).detach() - before[name]).cpu()
+        assert torch.allclose(step, -0.1 * factor * g, rtol=1e-5, atol=0), (name, step)
+    if grad_clip:
+        total = math.sqrt(sum(float(((model.get_parameter(n).detach() - before[n]) ** 2).sum()) for n in grad))
+        assert total == pytest.approx(0.1 * grad_clip, rel=1e-5)  # the update's norm is lr * grad_clip
+
+
 def test_budget_ends_on_time(tmp_path):
     budget = 6.0
     trainer = make_trainer(tiny_config(steps=1, budget=f"{budget:g}s", warmup_steps=20, batch_size=16), tmp_path / "run")
@@ -140,7 +183,7 @@ def test_a_finished_run_is_continued_with_more_steps(tmp_path):
     assert longer.step == 6 and [s for s, _ in _losses(tmp_path / "run")] == list(range(1, 7))
     assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(lr_at(5, 6, cfg.train))
     with pytest.raises(TrainingError, match="already at step 6, past this config's 5 steps"):
-        make_trainer(tiny_config(steps=5), tmp_path / "run", resume="auto")
+        make_trainer(tiny_config(steps=5, warmup_steps=1, schedule="linear"), tmp_path / "run", resume="auto")
 
 
 def test_epochs_set_the_number_of_steps():
@@ -155,9 +198,21 @@ def test_schedule_and_weight_decay_groups():
     cfg = tiny_config(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1).train
     assert lr_at(0, 100, cfg) == pytest.approx(0.1) and lr_at(9, 100, cfg) == pytest.approx(1.0)
     assert lr_at(10, 100, cfg) == pytest.approx(1.0) and lr_at(100, 100, cfg) == pytest.approx(0.1)
+    assert lr_at(4, 100, cfg) == pytest.approx(0.5)  # warm-up: lr * (step + 1) / warmup_steps
+    # after warm-up, progress p = (step - 10) / (total - 10); lr = 0.1 + 0.9 * shape(p), the formulas by hand.
+    # Half-way both shapes give 0.55, so the quarter and three quarters (steps 30 and 70 of 90) tell them
+    # apart: a swapped schedule, a cosine of the wrong period or phase, an ignored min_lr_ratio all fail here.
+    cosine = lambda p: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))  # noqa: E731
+    linear = lambda p: 0.1 + 0.9 * (1 - p)  # noqa: E731
     assert lr_at(55, 100, cfg) == pytest.approx(0.55)  # cosine half-way
+    assert lr_at(30, 90, cfg) == pytest.approx(cosine(0.25)) and cosine(0.25) == pytest.approx(0.868198, abs=1e-6)
+    assert lr_at(70, 90, cfg) == pytest.approx(cosine(0.75)) and cosine(0.75) == pytest.approx(0.231802, abs=1e-6)
     cfg.schedule = "linear"
     assert lr_at(55, 100, cfg) == pytest.approx(0.55)
+    assert lr_at(30, 90, cfg) == pytest.approx(linear(0.25)) and linear(0.25) == pytest.approx(0.775)
+    assert lr_at(70, 90, cfg) == pytest.approx(linear(0.75)) and linear(0.75) == pytest.approx(0.325)
+    cfg.schedule = "constant"
+    assert lr_at(30, 90, cfg) == lr_at(89, 90, cfg) == 1.0
     model = make_trainer(tiny_config()).model
     decay, no_decay = param_groups(model, 0.1)
     assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
@@ -184,11 +239,27 @@ def test_run_folder_outputs(tmp_path):
         make_trainer(cfg, run)
 
 
-def test_bf16_on_cpu_only_when_measured_faster(capsys):
-    trainer = make_trainer(tiny_config(precision="bf16"))
-    out = capsys.readouterr().out
-    assert "precision: bf16" in out and f"using {trainer.precision}" in out
-    assert make_trainer(tiny_config()).precision == "fp32"
+def test_bf16_on_cpu_only_when_measured_faster(monkeypatch, capsys):
+    """The measured step times decide: bf16 only when its step is faster (a flipped comparison, or a choice
+    that ignores the timing, picks the wrong one in one of the two cases), and the choice is what trains."""
+    for t16, expect in ((0.5, "bf16"), (2.0, "fp32"), (1.0, "fp32")):  # faster, slower, a tie
+        times = {"fp32": 1.0, "bf16": t16}
+        monkeypatch.setattr(Trainer, "_time_step", lambda self, precision, repeats=3: times[precision])
+        trainer = make_trainer(tiny_config(precision="bf16", device="cpu"))  # (CUDA takes bf16 untimed)
+        assert trainer.precision == expect, times
+        out = capsys.readouterr().out
+        assert f"precision: bf16 {t16 * 1e3:.1f} ms vs fp32 1000.0 ms per micro-batch on this CPU: using {expect}" in out
+        seen = []
+        trainer.model.register_forward_pre_hook(lambda m, a: seen.append(torch.is_autocast_enabled("cpu")))
+        trainer._accumulate((0, 0), sync=True)
+        assert seen == [expect == "bf16"]  # the micro-batch ran under bf16 autocast exactly when bf16 was chosen
+
+    def never(self, precision, repeats=3):
+        raise AssertionError("fp32 and auto are not timed on the CPU")
+
+    monkeypatch.setattr(Trainer, "_time_step", never)
+    assert make_trainer(tiny_config(device="cpu")).precision == "fp32"
+    assert make_trainer(tiny_config(precision="fp32", device="cpu")).precision == "fp32"
 
 
 def test_group_by_length_batches_similar_lengths_deterministically():
@@ -209,25 +280,41 @@ def test_group_by_length_batches_similar_lengths_deterministically():
     assert spread(a) < 0.25 * spread(plain)
 
 
-def test_reads_back_once_per_step_not_per_micro_batch(monkeypatch):
-    """Losses and token counts are summed on the device; on a GPU each read-back (.item(), float()) waits
-    for the queued kernels, so their number must not grow with the micro-batches of a step."""
+# every way a tensor's value reaches Python (on a GPU each one waits for the queued kernels)
+READ_BACKS = ("item", "tolist", "cpu", "numpy", "__array__", "__float__", "__int__", "__bool__", "__index__", "__format__")
+
+
+def _count_read_backs(monkeypatch, trainer) -> int:
+    """Conversions to Python made while `trainer` fits, except those made while a micro-batch is collated
+    (the sampler's index lists and the data set's own CPU tensors: host data, never on the device)."""
+    count = [0]
+
+    def counted(fn):
+        def read(self, *a, **kw):
+            frame = sys._getframe(1)
+            while frame is not None and frame.f_code.co_name != "_collate_at":
+                frame = frame.f_back
+            count[0] += frame is None
+            return fn(self, *a, **kw)
+
+        return read
+
+    with monkeypatch.context() as m:
+        for name in READ_BACKS:
+            m.setattr(torch.Tensor, name, counted(getattr(torch.Tensor, name)))
+        trainer.fit()
+    return count[0]
+
+
+def test_reads_back_once_per_step_not_per_micro_batch(monkeypatch, one_thread):
+    """Losses and token counts are summed on the device and read back once per step (with the gradient
+    norm: two conversions a step), however many micro-batches the step has. A read-back per micro-batch
+    (an .item(), float(), .tolist() or int() of the loss or of the token count), or a third one per step,
+    changes these counts."""
     reads = {}
-    for micro in (16, 4):
-        trainer = make_trainer(tiny_config(steps=3, batch_size=16, micro_batch_size=micro, log_every=100))
-        count = [0]
-        item, to_float = torch.Tensor.item, torch.Tensor.__float__
-
-        def counted(fn):
-            def read(self):
-                count[0] += 1
-                return fn(self)
-
-            return read
-
-        with monkeypatch.context() as m:
-            m.setattr(torch.Tensor, "item", counted(item))
-            m.setattr(torch.Tensor, "__float__", counted(to_float))
-            trainer.fit()
-        reads[micro] = count[0]
-    assert reads[4] == reads[16], reads  # 1 vs 4 micro-batches a step
+    for steps in (3, 5):
+        for micro in (16, 4):  # 1 and 4 micro-batches a step
+            trainer = make_trainer(tiny_config(steps=steps, batch_size=16, micro_batch_size=micro, log_every=100))
+            reads[steps, micro] = _count_read_backs(monkeypatch, trainer)
+    assert reads[3, 4] == reads[3, 16] and reads[5, 4] == reads[5, 16], reads
+    assert reads[5, 16] - reads[3, 16] == 2 * 2, reads  # exactly 2 per step: the step's sums and the gradient norm

@@ -76,6 +76,22 @@ def test_load_image_modes(tmp_path):
     assert load_image(rgba, channels=1).shape == (1, 1, 2)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_load_image_applies_the_exif_orientation(tmp_path, suffix):
+    """A phone photo stores its pixels sideways with EXIF Orientation 6 ("rotate 90 degrees clockwise to
+    show"): loading must give the upright picture, as viewers show it, not the stored array."""
+    stored = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3) * 2  # (H=4, W=6, 3): no symmetry
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    path = tmp_path / f"phone{suffix}"
+    Image.fromarray(stored).save(path, exif=exif, **({"quality": 100} if suffix == ".jpg" else {}))
+    with Image.open(path) as img:  # the decoded pixels as stored (JPEG is lossy)
+        raw = np.asarray(img.convert("RGB"))
+    upright = np.rot90(raw, k=-1)  # (6, 4, 3): rotated clockwise
+    assert torch.equal(load_image(path), torch.from_numpy(upright.copy()).permute(2, 0, 1))
+    assert load_image(path, channels=1).shape == (1, 6, 4)
+
+
 def test_unreadable_images_name_the_file(tmp_path):
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")

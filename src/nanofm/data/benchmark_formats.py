@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from nanofm.errors import DataError
+
 from .spanish_tasks import Example, TaggedSentence, _lines, _two_fields
 
 MLDOC_LABELS = ("CCAT", "ECAT", "GCAT", "MCAT")
@@ -58,9 +60,9 @@ def read_conll2002(path: str | Path) -> list[TaggedSentence]:
         if cols[0] == "-DOCSTART-":
             return None
         if len(cols) < 2:
-            raise ValueError(f"{path}:{n}: expected a word and a tag (space-separated), got {line.strip()!r}")
+            raise DataError(f"{path}:{n}: expected a word and a tag (space-separated), got {line.strip()!r}")
         if not (cols[-1] == "O" or (cols[-1][:2] in ("B-", "I-") and len(cols[-1]) > 2)):
-            raise ValueError(f"{path}:{n}: expected a BIO tag (O, B-TYPE, I-TYPE) last, got {cols[-1]!r}")
+            raise DataError(f"{path}:{n}: expected a BIO tag (O, B-TYPE, I-TYPE) last, got {cols[-1]!r}")
         return cols[0], cols[-1]
 
     return _sentences(path, parse)
@@ -72,11 +74,11 @@ def read_conllu(path: str | Path) -> list[TaggedSentence]:
             return None
         cols = line.split("\t")
         if len(cols) != 10:
-            raise ValueError(f"{path}:{n}: expected 10 tab-separated columns (CoNLL-U), got {len(cols)}")
+            raise DataError(f"{path}:{n}: expected 10 tab-separated columns (CoNLL-U), got {len(cols)}")
         if "-" in cols[0] or "." in cols[0]:  # multiword token, empty node
             return None
         if not cols[0].isdigit() or not cols[1] or not cols[3]:
-            raise ValueError(f"{path}:{n}: expected a word ID, FORM and UPOS, got {cols[0]!r}, {cols[1]!r}, {cols[3]!r}")
+            raise DataError(f"{path}:{n}: expected a word ID, FORM and UPOS, got {cols[0]!r}, {cols[1]!r}, {cols[3]!r}")
         return cols[1], cols[3]
 
     return _sentences(path, parse)
@@ -88,7 +90,7 @@ def read_mldoc(path: str | Path) -> list[Example]:
         if line.strip():
             label, text = _two_fields(path, n, line)
             if label not in MLDOC_LABELS:
-                raise ValueError(f"{path}:{n}: expected a label {', '.join(MLDOC_LABELS)} first, got {label!r}")
+                raise DataError(f"{path}:{n}: expected a label {', '.join(MLDOC_LABELS)} first, got {label!r}")
             out.append(Example(text, label))
     return out
 
@@ -102,17 +104,17 @@ def _table(path: str | Path, *need: str) -> Iterator[tuple[int, dict[str, str]]]
         fields = line.split("\t")
         if header is None:
             if not set(need) <= set(fields):
-                raise ValueError(f"{path}:{n}: expected a header naming {', '.join(need)}, got {line[:80]!r}")
+                raise DataError(f"{path}:{n}: expected a header naming {', '.join(need)}, got {line[:80]!r}")
             header = fields
         elif len(fields) != len(header):
-            raise ValueError(f"{path}:{n}: expected {len(header)} tab-separated fields as in the header, got {len(fields)}")
+            raise DataError(f"{path}:{n}: expected {len(header)} tab-separated fields as in the header, got {len(fields)}")
         else:
             yield n, dict(zip(header, fields))
 
 
 def _pair(path: str | Path, n: int, a: str, b: str, label: str, labels: tuple[str, ...]) -> Example | None:
     if label not in labels:
-        raise ValueError(f"{path}:{n}: expected a label {' or '.join(labels)}, got {label!r}")
+        raise DataError(f"{path}:{n}: expected a label {' or '.join(labels)}, got {label!r}")
     return None if a.strip() in MISSING or b.strip() in MISSING else Example(a, label, b)
 
 
@@ -123,7 +125,7 @@ def read_pawsx(path: str | Path) -> list[Example]:
 
 
 def read_xnli(path: str | Path) -> list[Example]:
-    with open(path, encoding="utf-8", errors="replace") as f:  # the header tells which of the two files
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # the header tells which of the two files
         mt = "premise" in f.readline().rstrip("\r\n").split("\t")
     if mt:  # XNLI-MT train
         rows = ((n, r["premise"], r["hypo"], r["label"]) for n, r in _table(path, "premise", "hypo", "label"))

@@ -31,10 +31,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from nanofm.config import ConfigError
+from nanofm.errors import DataError
 from nanofm.text.wordpiece import DEFAULT_VOCAB_SIZE, train_wordpiece  # 8,000 entries (BETO used 31,002)
 
 from .sources import bible, fortunes, libreoffice, manpages, normalize_space
 from .sources.debian import fetch_packages
+from .text_files import read_user_text
 
 SOURCES = ("bible", "manpages", "libreoffice", "fortunes")
 PACKAGES = {"bible": bible.MODULES["es"][0], "manpages": manpages.PACKAGE,
@@ -89,32 +92,29 @@ def read_source(source: str, root: Path) -> list[Document]:
     if source == "fortunes":
         cats = fortunes.read_fortunes(root / fortunes.FORTUNE_DIRS["es"])
         return [Document(source, f"{c}/{i}", clean_lines([" ".join(e.split())])) for c, es in cats.items() for i, e in enumerate(es)]
-    raise ValueError(f"unknown source {source!r}; choose from {SOURCES}")
+    raise ConfigError(f"unknown source {source!r}; choose from {SOURCES}")
 
 
 def read_inputs(paths: Sequence[str | Path], blocks: bool = False) -> list[Document]:
     """Documents from your UTF-8 text files (folders are searched recursively, hidden files skipped):
     one per file, or with `blocks` one per blank-line-separated block. A missing path, an empty file
-    or invalid UTF-8 raises ValueError naming the file."""
+    or invalid UTF-8 raises DataError naming the file (a leading UTF-8 BOM is dropped)."""
     files: list[tuple[Path, str]] = []  # (file, document id): ids never hold where the input lies, so the
     for p in map(Path, paths):          # held-out split is the same in any checkout
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and not any(s.startswith(".") for s in f.relative_to(p).parts))
             if not found:
-                raise ValueError(f"{p}: folder holds no files")
+                raise DataError(f"{p}: folder holds no files")
             files += [(f, f"{p.name}/{f.relative_to(p).as_posix()}") for f in found]
         elif p.is_file():
             files.append((p, p.name))
         else:
-            raise ValueError(f"{p}: no such file or folder")
+            raise DataError(f"{p}: no such file or folder")
     docs = []
     for f, doc_id in files:
-        try:
-            text = f.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{f}: invalid UTF-8 ({e.reason} at byte {e.start}); convert it to UTF-8") from None
+        text = read_user_text(f)
         if not text.strip():
-            raise ValueError(f"{f}: empty file")
+            raise DataError(f"{f}: empty file")
         if blocks:
             parts = [clean_lines(b.splitlines(), False) for b in text.replace("\r\n", "\n").split("\n\n")]
             docs += [Document("input", f"{doc_id}#{i}", b) for i, b in enumerate(filter(None, parts))]
@@ -164,7 +164,7 @@ def write_documents(path: str | Path, docs: Iterable[Document]) -> None:
 def read_corpus(path: str | Path) -> list[str]:
     """The documents of a train.txt / valid.txt (or any file in that format), as texts whose lines
     are its paragraphs."""
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_user_text(path)
     return [b.strip("\n") for b in text.replace("\r\n", "\n").split("\n\n") if b.strip()]
 
 
@@ -192,14 +192,14 @@ def prepare_corpus(
     size report. With vocab_size > 0 (default 8,000; 0: no tokenizer), also train a cased WordPiece
     tokenizer on train.txt only and save out_dir/tokenizer.json and vocab.txt. Returns the stats."""
     if lang != "es":
-        raise ValueError(f"only Spanish (--lang es) has Debian sources here, got {lang!r}; "
+        raise ConfigError(f"only Spanish (--lang es) has Debian sources here, got {lang!r}; "
                          "use --sources none --input FILES for other languages")
     if set(sources) - set(SOURCES):
-        raise ValueError(f"unknown source(s) {sorted(set(sources) - set(SOURCES))}; choose from {SOURCES}")
+        raise ConfigError(f"unknown source(s) {sorted(set(sources) - set(SOURCES))}; choose from {SOURCES}")
     if not sources and not inputs:
-        raise ValueError("nothing to read: give Debian sources or --input files")
+        raise ConfigError("nothing to read: give Debian sources or --input files")
     if not 0 < valid_fraction < 0.5:
-        raise ValueError(f"valid_fraction must be in (0, 0.5), got {valid_fraction}")
+        raise ConfigError(f"--valid-fraction must be in (0, 0.5), got {valid_fraction}")
     start = time.perf_counter()
     docs = read_inputs(inputs, blocks) if inputs else []
     packages = fetch_packages([PACKAGES[s] for s in sources], cache_dir, log) if sources else {}

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from nanofm.config import ConfigError
+from nanofm.errors import DataError
 from nanofm.vision.io import ImageSet, load_cifar10, load_idx, load_image_folder, load_image_set, save_image_set
 
 DEBIAN_SOURCE = "/usr/share/datasets/fashion-mnist"
@@ -37,7 +39,7 @@ def prepare_fashion_mnist(out: str | Path = "data/fashion-mnist", source: str | 
     full = load_idx(*paths["train"], classes=CLASSES)
     test = load_idx(*paths["test"], classes=CLASSES)
     if not 0 <= val_size < len(full):
-        raise ValueError(f"val_size must be in [0, {len(full)}), got {val_size}")
+        raise ConfigError(f"--val-size must be in [0, {len(full)}), got {val_size}")
     val_idx, train_idx = stratified_split(full.labels, val_size, seed)
     splits = {"train": _subset(full, train_idx), "val": _subset(full, val_idx), "test": test}
     mean, std = channel_stats(splits["train"].images)
@@ -108,7 +110,7 @@ def load_split(folder: str | Path, split: str, *, channels: int | None = None,
         path = folder / f"{split}.safetensors"
         if not path.is_file():
             have = sorted(p.stem for p in folder.glob("*.safetensors"))
-            raise ValueError(f"{folder}: no split '{split}' (it has {', '.join(have) or 'none'})")
+            raise DataError(f"{folder}: no split '{split}' (it has {', '.join(have) or 'none'})")
         return load_image_set(path)
     if (folder / split).is_dir():
         return load_image_folder(folder / split, channels, size)
@@ -122,13 +124,13 @@ def load_split(folder: str | Path, split: str, *, channels: int | None = None,
         if images is None or labels is None:
             raise FileNotFoundError(f"{folder}: no IDX files {' and '.join(IDX_FILES[split])}[.gz]")
         return load_idx(images, labels)
-    raise ValueError(f"{folder}: no image dataset for split '{split}' (expected meta.json + {split}.safetensors, "
+    raise DataError(f"{folder}: no image dataset for split '{split}' (expected meta.json + {split}.safetensors, "
                      f"{split}/<class>/ image folders, CIFAR-10 python batches, or IDX files)")
 
 
 def _check_train_test(folder: Path, split: str, kind: str) -> None:
     if split not in IDX_FILES:
-        raise ValueError(f"{folder}: {kind} data has splits 'train' and 'test', not '{split}' "
+        raise DataError(f"{folder}: {kind} data has splits 'train' and 'test', not '{split}' "
                          "(prepare a held-out split first, e.g. nanofm data prepare fashion-mnist)")
 
 

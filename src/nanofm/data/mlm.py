@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nanofm.config import require
 from nanofm.models.output import IGNORE_INDEX
 
 from .collate import pad_sequences
@@ -33,10 +34,9 @@ class MaskingConfig:
     whole_words: bool = True  # choose words and mask all their sub-words together (BETO); False: single tokens
 
     def __post_init__(self):
-        if not 0.0 < self.mask_prob < 1.0:
-            raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
-        if self.mask_token_prob < 0 or self.random_token_prob < 0 or self.mask_token_prob + self.random_token_prob > 1:
-            raise ValueError("mask_token_prob and random_token_prob must be >= 0 and sum to at most 1")
+        require(0.0 < self.mask_prob < 1.0, f"mask_prob must be in (0, 1), got {self.mask_prob}", "mask_prob")
+        require(self.mask_token_prob >= 0 and self.random_token_prob >= 0 and self.mask_token_prob + self.random_token_prob <= 1,
+                "mask_token_prob and random_token_prob must be >= 0 and sum to at most 1", "mask_token_prob", "random_token_prob")
 
 
 def mask_words(

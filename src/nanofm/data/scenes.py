@@ -39,6 +39,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from nanofm.errors import DataError
+
 IMAGE_SIZE = 32
 SLOTS = ("centre", "left", "right")
 # (English, Spanish noun, Spanish gender) in Fashion-MNIST class order
@@ -288,11 +290,11 @@ def load_scenes(folder: str | Path, split: str) -> SceneSet:
         raise FileNotFoundError(f"{folder}: no prepared scenes (run `nanofm data prepare fashion-scenes --out {folder}`)")
     path = folder / f"{split}.safetensors"
     if not path.is_file():
-        raise ValueError(f"{folder}: no split '{split}'")
+        raise DataError(f"{folder}: no split '{split}'")
     with safe_open(str(path), framework="pt") as f:
         t = {k: f.get_tensor(k) for k in ("images", "items", "colours")}
     with open(folder / f"{split}.captions.jsonl", encoding="utf-8") as f:
         captions = [json.loads(line) for line in f]
     if len(captions) != len(t["items"]):
-        raise ValueError(f"{folder}: {split} has {len(t['items'])} scenes but {len(captions)} caption lines")
+        raise DataError(f"{folder}: {split} has {len(t['items'])} scenes but {len(captions)} caption lines")
     return SceneSet(t["images"], t["items"], t["colours"], captions)

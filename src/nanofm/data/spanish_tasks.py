@@ -33,9 +33,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from nanofm.config import ConfigError
+from nanofm.errors import DataError
+
 from .corpus import PACKAGES, SOURCES, looks_english, read_source
 from .sources import fortunes, libreoffice, normalize_space
 from .sources.debian import fetch_packages
+from .text_files import read_user_text
 from .translation import assign_groups
 
 SPLITS = ("train", "dev", "test")
@@ -94,20 +98,16 @@ def write_tagged(path: str | Path, sentences: Iterable[TaggedSentence]) -> None:
 
 
 def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    data = Path(path).read_bytes()
-    for n, raw in enumerate(data.split(b"\n"), 1):
-        try:
-            yield n, raw.decode("utf-8").removesuffix("\r")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}:{n}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
+    for n, line in enumerate(read_user_text(path).split("\n"), 1):
+        yield n, line.removesuffix("\r")
 
 
 def _two_fields(path: str | Path, n: int, line: str) -> tuple[str, str]:
     fields = line.split("\t")
     if len(fields) != 2:
-        raise ValueError(f"{path}:{n}: expected 2 tab-separated fields, got {len(fields)}")
+        raise DataError(f"{path}:{n}: expected 2 tab-separated fields, got {len(fields)}")
     if not (fields[0].strip() and fields[1].strip()):
-        raise ValueError(f"{path}:{n}: empty field")
+        raise DataError(f"{path}:{n}: empty field")
     return fields[0], fields[1]
 
 
@@ -150,31 +150,31 @@ def load_task(task_dir: str | Path) -> TaskData:
     d = Path(task_dir)
     meta_path = d / "task.json"
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(read_user_text(meta_path))
     except FileNotFoundError:
-        raise ValueError(f"{meta_path}: missing; write {{\"kind\": \"classification\"}} or {{\"kind\": \"tagging\"}}") from None
+        raise DataError(f"{meta_path}: missing; write {{\"kind\": \"classification\"}} or {{\"kind\": \"tagging\"}}") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{meta_path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        raise DataError(f"{meta_path}:{e.lineno}: invalid JSON ({e.msg})") from None
     fmt = meta.get("format", "tsv")
     if fmt not in ["tsv", *FORMATS]:
-        raise ValueError(f"{meta_path}: \"format\" must be one of {['tsv', *FORMATS]}, got {fmt!r}")
+        raise DataError(f"{meta_path}: \"format\" must be one of {['tsv', *FORMATS]}, got {fmt!r}")
     reader, fmt_kind = FORMATS.get(fmt, (None, None))
     kind = meta.get("kind", fmt_kind)
     if kind not in ("classification", "tagging") or (fmt_kind and kind != fmt_kind):
         need = f"\"{fmt_kind}\" (format {fmt})" if fmt_kind else "\"classification\" or \"tagging\""
-        raise ValueError(f"{meta_path}: \"kind\" must be {need}, got {kind!r}")
+        raise DataError(f"{meta_path}: \"kind\" must be {need}, got {kind!r}")
     reader = reader or (read_classification if kind == "classification" else read_tagged)
     files = meta.get("files", {})
     if not isinstance(files, dict) or not set(files) <= set(SPLITS):
-        raise ValueError(f"{meta_path}: \"files\" must map splits {list(SPLITS)} to file names, got {files!r}")
+        raise DataError(f"{meta_path}: \"files\" must map splits {list(SPLITS)} to file names, got {files!r}")
     files = {s: files.get(s, f"{s}.tsv") for s in SPLITS}
     splits = {}
     for s in SPLITS:
         if not (d / files[s]).is_file():
-            raise ValueError(f"{d / files[s]}: missing (the {s} split; a task needs train, dev and test files)")
+            raise DataError(f"{d / files[s]}: missing (the {s} split; a task needs train, dev and test files)")
         splits[s] = reader(d / files[s])
     if not splits["train"]:
-        raise ValueError(f"{d / files['train']}: no examples")
+        raise DataError(f"{d / files['train']}: no examples")
     seen = sorted({x.label for x in splits["train"]} if kind == "classification"
                   else {t for x in splits["train"] for t in x.tags})
     labels = meta.get("labels") or seen
@@ -299,7 +299,7 @@ def prepare_beto_tasks(
     """Build the chosen tasks into out_dir/TASK/ and out_dir/tasks.json; returns {task: task.json}.
     The silver tasks tag up to max_sentences sentences, a quarter from each corpus source."""
     if not tasks or set(tasks) - set(TASKS):
-        raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {list(tasks)}")
+        raise ConfigError(f"--tasks must be a non-empty subset of {TASKS}, got {list(tasks)}")
     silver = [t for t in tasks if t.endswith("-silver")]
     nlp = load_spacy(spacy_model) if silver else None  # fail before any work
     start, out = time.perf_counter(), Path(out_dir)

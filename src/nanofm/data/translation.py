@@ -20,8 +20,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from nanofm.config import ConfigError
+from nanofm.errors import DataError
+
 from .sources import AlignedPair, bible, libreoffice
 from .sources.debian import fetch_packages
+from .text_files import read_user_text
 
 SPLITS = ("train", "valid", "test")
 PAIRS = {"es-en": ("es", "en"), "fr-en": ("fr", "en")}
@@ -46,20 +50,20 @@ def prepare_translation(
     LibreOffice only, since Debian packages no French Bible. cache_dir defaults to
     ~/.cache/nanofm/debian."""
     if pair not in PAIRS:
-        raise ValueError(f"unknown pair {pair!r}; choose from {sorted(PAIRS)}")
+        raise ConfigError(f"unknown pair {pair!r}; choose from {sorted(PAIRS)}")
     unknown = set(sources) - set(SOURCES)
     if unknown or not sources:
-        raise ValueError(f"sources must be a non-empty subset of {SOURCES}, got {sources}")
+        raise ConfigError(f"sources must be a non-empty subset of {SOURCES}, got {sources}")
     if not 1 <= min_words <= max_words or max_ratio < 1:
-        raise ValueError(f"need 1 <= min_words <= max_words and max_ratio >= 1, "
+        raise ConfigError(f"need 1 <= min_words <= max_words and max_ratio >= 1, "
                          f"got {min_words}, {max_words}, {max_ratio}")
     if valid_fraction < 0 or test_fraction < 0 or valid_fraction + test_fraction >= 1:
-        raise ValueError(f"bad split fractions: valid {valid_fraction}, test {test_fraction}")
+        raise ConfigError(f"bad split fractions: valid {valid_fraction}, test {test_fraction}")
     src_lang, tgt_lang = PAIRS[pair]
     start = time.perf_counter()
     used = [s for s in SOURCES if s in sources and _has_source(s, src_lang, tgt_lang, log)]
     if not used:
-        raise ValueError(f"none of the sources {sources} covers {pair}")
+        raise ConfigError(f"none of the sources {sources} covers {pair}")
     packages = fetch_packages([p for s in used for p in _packages(s, src_lang, tgt_lang)], cache_dir, log)
 
     aligned: list[AlignedPair] = []
@@ -191,23 +195,18 @@ def write_tsv(path: str | Path, pairs: Iterable[tuple[str, str]]) -> None:
 
 
 def read_tsv(path: str | Path) -> list[tuple[str, str]]:
-    """Read write_tsv's format. A malformed line (invalid UTF-8, not exactly two tab-separated
-    fields, an empty field) raises ValueError("{path}:{line}: ...")."""
+    """Read write_tsv's format (a leading UTF-8 BOM is dropped). A malformed line (not UTF-8, not exactly
+    two tab-separated fields, an empty field) raises DataError("{path}:{line}: ...")."""
     pairs = []
-    data = Path(path).read_bytes()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
+    lines = read_user_text(path).split("\n")
+    if lines and lines[-1] == "":
         lines.pop()  # the final line end
-    for n, raw in enumerate(lines, 1):
-        try:
-            line = raw.decode("utf-8").removesuffix("\r")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}:{n}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
-        fields = line.split("\t")
+    for n, line in enumerate(lines, 1):
+        fields = line.removesuffix("\r").split("\t")
         if len(fields) != 2:
-            raise ValueError(f"{path}:{n}: expected 2 tab-separated fields, got {len(fields)}")
+            raise DataError(f"{path}:{n}: expected 2 tab-separated fields, got {len(fields)}")
         if not (fields[0].strip() and fields[1].strip()):
-            raise ValueError(f"{path}:{n}: empty {'source' if not fields[0].strip() else 'target'} field")
+            raise DataError(f"{path}:{n}: empty {'source' if not fields[0].strip() else 'target'} field")
         pairs.append((fields[0], fields[1]))
     return pairs
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from nanofm.errors import DataError
 from nanofm.models.bert import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification, BertModel
 
 from .mapping import Converted, Plan, Rename, export_to_hf, load_from_hf
@@ -71,15 +72,15 @@ def config_from_hf(c: Mapping[str, Any]) -> BertConfig:
     """config.json -> BertConfig; a ValueError names what nanofm cannot represent."""
     c = {**HF_DEFAULTS, **{k: v for k, v in c.items() if v is not None or k == "classifier_dropout"}}
     if c.get("model_type", "bert") != "bert":
-        raise ValueError(f"model_type {c['model_type']!r} is not BERT")
+        raise DataError(f"model_type {c['model_type']!r} is not BERT")
     if c.get("position_embedding_type", "absolute") != "absolute":
-        raise ValueError(f"position_embedding_type {c['position_embedding_type']!r}: nanofm's BERT has absolute positions only")
+        raise DataError(f"position_embedding_type {c['position_embedding_type']!r}: nanofm's BERT has absolute positions only")
     if c.get("is_decoder") or c.get("add_cross_attention"):
-        raise ValueError("a BERT decoder (is_decoder / add_cross_attention): nanofm's BERT is an encoder only")
+        raise DataError("a BERT decoder (is_decoder / add_cross_attention): nanofm's BERT is an encoder only")
     if c["hidden_act"] not in ACT_FROM_HF:
-        raise ValueError(f"hidden_act {c['hidden_act']!r}: nanofm has {sorted(ACT_FROM_HF)}")
+        raise DataError(f"hidden_act {c['hidden_act']!r}: nanofm has {sorted(ACT_FROM_HF)}")
     if c.get("problem_type") not in (None, "single_label_classification"):
-        raise ValueError(f"problem_type {c['problem_type']!r}: nanofm's classifiers are single-label (cross-entropy)")
+        raise DataError(f"problem_type {c['problem_type']!r}: nanofm's classifiers are single-label (cross-entropy)")
     return BertConfig(
         vocab_size=c["vocab_size"], d_model=c["hidden_size"], n_layers=c["num_hidden_layers"],
         n_heads=c["num_attention_heads"], d_ff=c["intermediate_size"], max_len=c["max_position_embeddings"],
@@ -100,7 +101,7 @@ def labels_to_hf(labels: list[str] | None, n: int) -> dict[str, Any]:
     """Class names (default LABEL_i) -> config.json's id2label and label2id, for a head of n classes."""
     labels = labels or [f"LABEL_{i}" for i in range(n)]
     if len(labels) != n:
-        raise ValueError(f"{len(labels)} class names for a head of {n} classes")
+        raise DataError(f"{len(labels)} class names for a head of {n} classes")
     return {"id2label": {str(i): name for i, name in enumerate(labels)}, "label2id": {n: i for i, n in enumerate(labels)}}
 
 
@@ -140,9 +141,9 @@ def from_hf(c: Mapping[str, Any], weights: Mapping[str, Tensor], target: str | N
     arch = architecture(c, list(weights))
     target = target or READ_AS.get(arch)
     if target not in CLASSES:
-        raise ValueError(f"{arch}: nanofm reads {sorted(READ_AS)} (or the encoder of any BERT: fine-tune the folder)")
+        raise DataError(f"{arch}: nanofm reads {sorted(READ_AS)} (or the encoder of any BERT: fine-tune the folder)")
     if target == "BertForMaskedLM" and c.get("tie_word_embeddings") is False:
-        raise ValueError("tie_word_embeddings is false: nanofm's MLM head always shares the token embeddings")
+        raise DataError("tie_word_embeddings is false: nanofm's MLM head always shares the token embeddings")
     cfg = config_from_hf(c)
     hf = {_legacy(k): v for k, v in weights.items()}
     p = plan(target)

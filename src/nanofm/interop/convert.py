@@ -2,10 +2,11 @@
 
 From Hugging Face, the run folder is what `nanofm pretrain` or `train` would have written, so that every
 command reading runs reads it: config.yaml, tokenizer.json (BERT) and checkpoints/step-000000 (best and
-latest) holding model.safetensors. BertModel and BertForMaskedLM / BertForPreTraining become an "mlm" run
-(fill-mask, finetune, benchmark beto), BERT classifiers a "finetune" run, ViT an "image-classify" run
-(classify). To Hugging Face: mlm and finetune runs (BERT), image-classify and mae runs (ViT; an MAE gives
-its encoder as a ViTModel).
+latest) holding model.safetensors, and for a BERT classifier labels.json (the folder's id2label). Its
+data.dir is empty: no data folder of nanofm's was used to train it. BertModel and BertForMaskedLM /
+BertForPreTraining become an "mlm" run (fill-mask, finetune, benchmark beto), BERT classifiers a "finetune"
+run, ViT an "image-classify" run (classify). To Hugging Face: mlm and finetune runs (BERT), image-classify
+and mae runs (ViT; an MAE gives its encoder as a ViTModel).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import safe_open
@@ -22,16 +23,21 @@ from nanofm import __version__
 from nanofm.models.bert import BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification, BertModel
 from nanofm.models.vit import ViT
 from nanofm.train.checkpoint import checkpoint_name, load_model_weights, pick_checkpoint, read_state_dict, save_checkpoint, set_pointer
+from nanofm.train.run_folder import check_removable, is_run_folder
 
-from .folder import image_stats, load_hf, save_hf
-from .tokenizer import load_hf_tokenizer, load_tokenizer, read_json
+from .bert import labels_from_hf, labels_to_hf
+from .folder import image_stats, is_hf_folder, load_hf, save_hf
+from .tokenizer import load_hf_tokenizer, load_tokenizer, read_json, write_json
+
+LABELS = "labels.json"  # a converted BERT classifier's class names: {"id2label": {"0": ...}, "label2id": {...}}
 
 
-
-def _prepare(out: Path, overwrite: bool) -> None:
+def _prepare(out: Path, overwrite: bool, ours: Callable[[Path], bool], what: str) -> None:
+    """A new or empty `out`; with `overwrite`, one that `ours` recognises is emptied first (nothing else)."""
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out}: not empty; choose another folder or --overwrite")
+        check_removable(out, ours, what)
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -52,7 +58,7 @@ def convert_from_hf(hf_dir: str | Path, out: str | Path, overwrite: bool = False
     tok = None
     if isinstance(model, ViT):
         mean, std = image_stats(hf_dir, cfg.in_channels)
-        task = ImageClassifyTaskConfig(model=cfg, data=ImageDataConfig(mean=mean, std=std, classes=conv.labels))
+        task = ImageClassifyTaskConfig(model=cfg, data=ImageDataConfig(dir="", mean=mean, std=std, classes=conv.labels))
     else:
         try:
             tok = load_hf_tokenizer(hf_dir)
@@ -62,24 +68,29 @@ def convert_from_hf(hf_dir: str | Path, out: str | Path, overwrite: bool = False
             lines.append(f"  note: the tokenizer has {tok.vocab_size} tokens, the model {cfg.vocab_size} embeddings")
         max_len = min(FinetuneDataConfig.max_len, cfg.max_len)
         if isinstance(model, (BertModel, BertForMaskedLM)):
-            task = MLMTaskConfig(model=cfg, data=CorpusDataConfig(max_len=max_len))
+            task = MLMTaskConfig(model=cfg, data=CorpusDataConfig(dir="", max_len=max_len))
             if isinstance(model, BertModel):
                 lines.append("  no masked-LM head: fill-mask cannot use this run; finetune and benchmark beto can")
         else:
-            task = FinetuneTaskConfig(model=cfg, data=FinetuneDataConfig(tokenizer=str(out / "tokenizer.json"), max_len=max_len))
-            lines.append(f"  labels {conv.labels} (a task folder names them when fine-tuning further)")
-    _prepare(out, overwrite)
+            data = FinetuneDataConfig(dir="", tokenizer=str(out / "tokenizer.json"), max_len=max_len)
+            task = FinetuneTaskConfig(model=cfg, data=data)
+            lines.append(f"  labels {conv.labels} (kept in {LABELS})")
+    _prepare(out, overwrite, is_run_folder, "a nanofm run folder")
     config_yaml = to_yaml(task)
     (out / "config.yaml").write_text(config_yaml)
     if tok is not None:
         tok.save(out)  # tokenizer.json and vocab.txt
+    written = ["tokenizer.json"] * (tok is not None)
+    if isinstance(model, (BertForSequenceClassification, BertForTokenClassification)):
+        write_json(out / LABELS, labels_to_hf(conv.labels, cfg.n_labels))
+        written.append(LABELS)
     root = out / "checkpoints"
     state = {"step": 0, "total_steps": 0, "metrics": {}, "metrics_step": None, "converted_from": str(hf_dir.resolve()),
              "nanofm_version": __version__}
     name = checkpoint_name(0)
     save_checkpoint(root, name, model, torch.optim.SGD(model.parameters(), lr=0.0), state, config_yaml)
     set_pointer(root, "latest", name), set_pointer(root, "best", name)
-    lines.append(f"wrote {out}: config.yaml (task {task.task}), {'tokenizer.json, ' if tok else ''}{root / name}/model.safetensors")
+    lines.append(f"wrote {out}: config.yaml (task {task.task}), {''.join(f + ', ' for f in written)}{root / name}/model.safetensors")
     return lines
 
 
@@ -102,10 +113,7 @@ def run_model(run_dir: str | Path, checkpoint: str = "best") -> tuple[torch.nn.M
         elif "classifier.proj.weight" in keys:
             pooled = "bert.pooler.dense.weight" in keys
             model = (BertForSequenceClassification if pooled else BertForTokenClassification)(cfg.model)
-            if cfg.task == "finetune" and (Path(cfg.data.dir) / "task.json").is_file():  # the class names, when at hand
-                from nanofm.data.spanish_tasks import load_task
-
-                labels = load_task(cfg.data.dir).labels
+            labels = classifier_labels(run_dir, cfg)
         else:  # an imported BertModel (no "bert." prefix)
             model = BertModel(cfg.model, pooler="pooler.dense.weight" in keys)
         load_model_weights(model, weights)
@@ -122,6 +130,18 @@ def run_model(run_dir: str | Path, checkpoint: str = "best") -> tuple[torch.nn.M
     return model, labels, cfg
 
 
+def classifier_labels(run_dir: Path, cfg: Any) -> list[str] | None:
+    """The class names of a BERT classifier run: its labels.json (a converted run), else those of the task
+    folder it was fine-tuned on, when at hand; None: neither (LABEL_i)."""
+    if (run_dir / LABELS).is_file():
+        return labels_from_hf(read_json(run_dir / LABELS))
+    if cfg.task == "finetune" and cfg.data.dir and (Path(cfg.data.dir) / "task.json").is_file():
+        from nanofm.data.spanish_tasks import load_task
+
+        return load_task(cfg.data.dir).labels
+    return None
+
+
 def convert_to_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "best", overwrite: bool = False) -> list[str]:
     """Write Hugging Face folder `out` from run folder `run_dir`; returns lines describing what was done."""
     run_dir, out = Path(run_dir), Path(out)
@@ -135,7 +155,7 @@ def convert_to_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "best"
         tok = load_tokenizer(run_dir)
     else:
         lines.append(f"  no tokenizer in {run_dir}: the folder holds the model only")
-    _prepare(out, overwrite)
+    _prepare(out, overwrite, is_hf_folder, "a Hugging Face folder (config.json)")
     files = save_hf(model, out, labels, tok, stats)
     arch = read_json(out / "config.json")["architectures"][0]
     return [f"wrote {out}: {', '.join(files)} ({arch}, from {run_dir} checkpoint {checkpoint})", *lines]

@@ -19,6 +19,7 @@ from typing import Any
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from nanofm.errors import DataError
 from nanofm.models.vit import ViT
 from nanofm.text.wordpiece import WordPieceTokenizer
 from nanofm.train.checkpoint import read_state_dict
@@ -64,7 +65,7 @@ def from_hf(config: Mapping[str, Any], weights: Mapping[str, Tensor], target: st
     """config.json (a dict) and Hugging Face tensors -> a nanofm model holding them (see bert / vit.from_hf)."""
     family = {"bert": bert, "vit": vit}.get(config.get("model_type"))
     if family is None:
-        raise ValueError(f"model_type {config.get('model_type')!r}: nanofm reads BERT and ViT folders")
+        raise DataError(f"model_type {config.get('model_type')!r}: nanofm reads BERT and ViT folders")
     return family.from_hf(config, weights, target)
 
 
@@ -74,7 +75,7 @@ def to_hf(model: nn.Module, labels: list[str] | None = None) -> tuple[dict[str, 
         return vit.to_hf(model, labels)
     if type(model).__name__ in bert.CLASSES:
         return bert.to_hf(model, labels)
-    raise ValueError(f"{type(model).__name__}: nanofm exports BERT ({', '.join(bert.CLASSES)}) and ViT")
+    raise DataError(f"{type(model).__name__}: nanofm exports BERT ({', '.join(bert.CLASSES)}) and ViT")
 
 
 def load_hf(folder: str | Path, target: str | None = None) -> Converted:
@@ -84,8 +85,8 @@ def load_hf(folder: str | Path, target: str | None = None) -> Converted:
     weights, _ = read_weights(folder)
     try:
         return from_hf(config, weights, target)
-    except ValueError as e:  # the config or the weights do not fit: name the folder
-        raise type(e)(f"{folder}: {e}") from None
+    except ValueError as e:  # the config or the weights do not fit: name the folder (a refusal the user can act on)
+        raise (DataError if type(e) is ValueError else type(e))(f"{folder}: {e}") from None
 
 
 def save_hf(model: nn.Module, folder: str | Path, labels: list[str] | None = None,

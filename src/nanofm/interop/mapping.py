@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from nanofm.errors import UserError
 from nanofm.train.checkpoint import tied_groups
 
 QKV = ("query", "key", "value")
 
 
-class WeightMismatchError(ValueError):
+class WeightMismatchError(UserError, ValueError):
     """Hugging Face weights that do not fit a nanofm model: lists what is missing, unexpected or mis-shaped."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nanofm.text.wordpiece import WordPieceTokenizer
+from nanofm.errors import DataError
 
 FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 ROLES = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
@@ -25,7 +26,7 @@ def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise DataError(f"{path}: not valid JSON ({e})") from None
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -39,11 +40,11 @@ def load_hf_tokenizer(folder: str | Path) -> WordPieceTokenizer:
     specials = {**settings, **read_json(folder / "special_tokens_map.json")}
     named = {role: (v.get("content") if isinstance(v, dict) else v) for role, v in specials.items() if role in ROLES}
     if odd := {role: t for role, t in named.items() if t != ROLES[role]}:
-        raise ValueError(f"{folder}: special tokens {odd}; nanofm's WordPiece tokenizer takes BERT's {ROLES}")
+        raise DataError(f"{folder}: special tokens {odd}; nanofm's WordPiece tokenizer takes BERT's {ROLES}")
     if (folder / "tokenizer.json").is_file():
         tok = WordPieceTokenizer.load(folder / "tokenizer.json")
         if (kind := type(tok.hf.model).__name__) != "WordPiece":
-            raise ValueError(f"{folder / 'tokenizer.json'}: a {kind} tokenizer; nanofm's BERT reads WordPiece ones")
+            raise DataError(f"{folder / 'tokenizer.json'}: a {kind} tokenizer; nanofm's BERT reads WordPiece ones")
         return tok
     if (folder / "vocab.txt").is_file():
         lower = settings.get("do_lower_case", True)

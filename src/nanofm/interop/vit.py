@@ -17,6 +17,8 @@ from torch import Tensor
 
 from nanofm.models.vit import ViT, ViTConfig
 
+from nanofm.errors import DataError
+
 from .bert import labels_from_hf, labels_to_hf
 from .mapping import Converted, Plan, Rename, export_to_hf, load_from_hf
 
@@ -53,7 +55,7 @@ def _side(c: Mapping[str, Any], key: str) -> int:
     v = c[key]
     if isinstance(v, (list, tuple)):
         if len(set(v)) != 1:
-            raise ValueError(f"{key} {list(v)}: nanofm's ViT takes square images and patches")
+            raise DataError(f"{key} {list(v)}: nanofm's ViT takes square images and patches")
         v = v[0]
     return int(v)
 
@@ -62,11 +64,11 @@ def config_from_hf(c: Mapping[str, Any], n_classes: int) -> ViTConfig:
     """config.json -> ViTConfig with a head of n_classes (0: none); a ValueError names what nanofm cannot represent."""
     c = {**HF_DEFAULTS, **{k: v for k, v in c.items() if v is not None}}
     if c.get("model_type", "vit") != "vit":
-        raise ValueError(f"model_type {c['model_type']!r} is not ViT")
+        raise DataError(f"model_type {c['model_type']!r} is not ViT")
     if c["hidden_act"] != "gelu":
-        raise ValueError(f"hidden_act {c['hidden_act']!r}: nanofm's ViT uses exact GELU")
+        raise DataError(f"hidden_act {c['hidden_act']!r}: nanofm's ViT uses exact GELU")
     if not c["qkv_bias"]:
-        raise ValueError("qkv_bias is false: nanofm's attention projections have biases")
+        raise DataError("qkv_bias is false: nanofm's attention projections have biases")
     return ViTConfig(
         image_size=_side(c, "image_size"), patch_size=_side(c, "patch_size"), in_channels=c["num_channels"],
         d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=c["num_attention_heads"],
@@ -78,7 +80,7 @@ def config_from_hf(c: Mapping[str, Any], n_classes: int) -> ViTConfig:
 def config_to_hf(model: ViT, labels: list[str] | None = None) -> dict[str, Any]:
     cfg = model.cfg
     if cfg.pool != "cls":
-        raise ValueError(f"pool={cfg.pool!r}: Hugging Face's ViT classifies from [CLS]; export a ViT with pool='cls'")
+        raise DataError(f"pool={cfg.pool!r}: Hugging Face's ViT classifies from [CLS]; export a ViT with pool='cls'")
     out = {
         "architectures": [_arch(model)], "model_type": "vit", "hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layers,
         "num_attention_heads": cfg.n_heads, "intermediate_size": cfg.d_ff, "hidden_act": "gelu",
@@ -97,7 +99,7 @@ def from_hf(c: Mapping[str, Any], weights: Mapping[str, Tensor], target: str | N
     archs = c.get("architectures") or ["ViTForImageClassification" if "classifier.weight" in weights else "ViTModel"]
     target = target or archs[0]
     if target not in CLASSES:
-        raise ValueError(f"{archs[0]}: nanofm reads {list(CLASSES)}")
+        raise DataError(f"{archs[0]}: nanofm reads {list(CLASSES)}")
     labels = (labels_from_hf(c) or ["LABEL_0", "LABEL_1"]) if target != "ViTModel" else None
     p = plan(target)
     if target == "ViTModel" and any(k.startswith("vit.") for k in weights):  # the backbone of a classifier

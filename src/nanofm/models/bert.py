@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nanofm.config import ConfigError
+from nanofm.errors import DataError
 from nanofm.nn import ClassificationHead, Encoder, LearnedPositionalEmbedding, MLMHead, Pooler
 
 from .output import IGNORE_INDEX, ModelOutput
@@ -47,12 +49,13 @@ class BertConfig:
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+            raise ConfigError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}", ("d_model", "n_heads"))
         drops = (self.dropout, self.attn_dropout, self.dropout if self.classifier_dropout is None else self.classifier_dropout)
         if not all(0.0 <= p < 1.0 for p in drops):
-            raise ValueError("dropout, attn_dropout and classifier_dropout must be in [0, 1)")
+            raise ConfigError("dropout, attn_dropout and classifier_dropout must be in [0, 1)",
+                              ("dropout", "attn_dropout", "classifier_dropout"))
         if self.n_labels < 1:
-            raise ValueError(f"n_labels must be at least 1, got {self.n_labels}")
+            raise ConfigError(f"n_labels must be at least 1, got {self.n_labels}", ("n_labels",))
 
 
 class BertModel(nn.Module):
@@ -183,7 +186,7 @@ def load_pretrained_encoder(model: nn.Module, state_dict: Mapping[str, Tensor]) 
     missing = [k for k in result.missing_keys if not k.startswith("pooler.")]
     if missing or result.unexpected_keys:
         unexpected = result.unexpected_keys[:5]
-        raise ValueError(f"pretrained weights do not match the encoder: missing {missing[:5]}, unexpected {unexpected}")
+        raise DataError(f"pretrained weights do not match the encoder: missing {missing[:5]}, unexpected {unexpected}")
     return result.missing_keys
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nanofm.config import ConfigError
 from nanofm.nn import Encoder, LearnedPositionalEmbedding
 
 from .output import ModelOutput
@@ -38,7 +39,7 @@ class TextEncoderConfig:
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+            raise ConfigError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}", ("d_model", "n_heads"))
 
 
 def _clip_image_default() -> ViTConfig:
@@ -55,9 +56,9 @@ class CLIPConfig:
 
     def __post_init__(self):
         if self.image.n_classes != 0:
-            raise ValueError("CLIP's image tower has no classification head: set image.n_classes to 0")
+            raise ConfigError("CLIP's image tower has no classification head: set image.n_classes to 0", ("image.n_classes",))
         if not 0 < self.init_temperature <= 1:
-            raise ValueError(f"init_temperature must be in (0, 1], got {self.init_temperature}")
+            raise ConfigError(f"init_temperature must be in (0, 1], got {self.init_temperature}", ("init_temperature",))
 
 
 class TextEncoder(nn.Module):

@@ -21,6 +21,8 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor, nn
 
+from nanofm.config import ConfigError
+
 
 @dataclass
 class DiffusionConfig:
@@ -33,9 +35,9 @@ class DiffusionConfig:
 
     def __post_init__(self):
         if self.timesteps < 2:
-            raise ValueError(f"timesteps must be >= 2, got {self.timesteps}")
+            raise ConfigError(f"timesteps must be >= 2, got {self.timesteps}", ("timesteps",))
         if self.clip_x0 is not None and self.clip_x0 <= 0:
-            raise ValueError("clip_x0 must be > 0 (or None)")
+            raise ConfigError("clip_x0 must be > 0 (or None)", ("clip_x0",))
 
 
 def make_betas(timesteps: int, schedule: str) -> Tensor:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from nanofm.config import ConfigError
 from nanofm.nn.adaptive import AdaLNZeroBlock, AdaptiveLayerNorm
 from nanofm.nn.layers import PatchEmbedding, unpatchify
 from nanofm.nn.positional import TimestepEmbedding, sincos_2d_table
@@ -43,11 +44,13 @@ class DiTConfig:
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
-            raise ValueError(f"image_size={self.image_size} must be divisible by patch_size={self.patch_size}")
+            raise ConfigError(f"image_size={self.image_size} must be divisible by patch_size={self.patch_size}",
+                              ("image_size", "patch_size"))
         if self.d_model % self.n_heads or self.d_model % 4:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads} and by 4")
+            raise ConfigError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads} and by 4",
+                              ("d_model", "n_heads"))
         if not 0 <= self.cond_drop < 1 or not 0 <= self.ema_decay < 1:
-            raise ValueError("cond_drop and ema_decay must be in [0, 1)")
+            raise ConfigError("cond_drop and ema_decay must be in [0, 1)", ("cond_drop", "ema_decay"))
 
 
 class DiT(nn.Module):

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nanofm.config import ConfigError
 from nanofm.nn import Decoder, Encoder, LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from nanofm.nn.block import BlockCache
 
@@ -46,11 +47,13 @@ class EncoderDecoderConfig:
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+            raise ConfigError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}",
+                              ("d_model", "n_heads"))
         if self.share_embeddings and self.src_vocab_size not in (None, self.vocab_size):
-            raise ValueError("share_embeddings needs src_vocab_size unset or equal to vocab_size")
+            raise ConfigError("share_embeddings needs src_vocab_size unset or equal to vocab_size",
+                              ("share_embeddings", "src_vocab_size"))
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError("dropout and label_smoothing must be in [0, 1)")
+            raise ConfigError("dropout and label_smoothing must be in [0, 1)", ("dropout", "label_smoothing"))
 
 
 class EncoderDecoder(nn.Module):
@@ -70,7 +73,8 @@ class EncoderDecoder(nn.Module):
             self.lm_head.weight = self.tgt_embed.weight
         self.drop = nn.Dropout(cfg.dropout)
         self.apply(_init_weights)
-        for table in {self.tgt_embed, self.src_embed}:  # last: a tied lm_head (a Linear) must not keep Xavier's init
+        # last: a tied lm_head (a Linear) must not keep Xavier's init; in a fixed order (a set's order varies by run)
+        for table in dict.fromkeys((self.tgt_embed, self.src_embed)):
             _init_embedding(table)
 
     def _embed(self, tokens: Tensor, table: nn.Embedding, pos: nn.Module, offset: int = 0) -> Tensor:

@@ -19,6 +19,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from nanofm.config import ConfigError
+from nanofm.errors import DataError
 from nanofm.nn import Encoder
 from nanofm.nn.layers import patchify, unpatchify
 
@@ -56,13 +58,16 @@ class MAEConfig:
 
     def __post_init__(self):
         if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+            raise ConfigError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}", ("mask_ratio",))
         if min(self.decoder_dim, self.decoder_layers, self.decoder_heads, self.decoder_d_ff) < 1:
-            raise ValueError("decoder_dim, decoder_layers, decoder_heads and decoder_d_ff must be >= 1")
+            raise ConfigError("decoder_dim, decoder_layers, decoder_heads and decoder_d_ff must be >= 1",
+                              ("decoder_dim", "decoder_layers", "decoder_heads", "decoder_d_ff"))
         if self.decoder_dim % self.decoder_heads:
-            raise ValueError(f"decoder_dim={self.decoder_dim} must be divisible by decoder_heads={self.decoder_heads}")
+            raise ConfigError(f"decoder_dim={self.decoder_dim} must be divisible by decoder_heads={self.decoder_heads}",
+                              ("decoder_dim", "decoder_heads"))
         if self.pos == "sincos" and self.decoder_dim % 4:
-            raise ValueError(f"pos='sincos' needs decoder_dim divisible by 4, got {self.decoder_dim}")
+            raise ConfigError(f"pos='sincos' needs decoder_dim divisible by 4, got {self.decoder_dim}",
+                              ("decoder_dim", "pos"))
 
 
 class MAE(nn.Module):
@@ -71,7 +76,7 @@ class MAE(nn.Module):
         self.encoder, self.cfg = encoder, cfg  # the ViT itself, not a copy: its weights are "encoder.*"
         n = encoder.n_patches
         if not 1 <= round(n * (1 - cfg.mask_ratio)) < n:
-            raise ValueError(f"mask_ratio={cfg.mask_ratio} leaves no visible or no masked patch out of {n}")
+            raise ConfigError(f"mask_ratio={cfg.mask_ratio} leaves no visible or no masked patch out of {n}")
         ecfg, dd = encoder.cfg, cfg.decoder_dim
         self.decoder_embed = nn.Linear(ecfg.d_model, dd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
@@ -149,7 +154,7 @@ def load_pretrained_encoder(model: ViT, state_dict: Mapping[str, Tensor]) -> lis
     result = model.load_state_dict(sd, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("head.")]
     if missing or result.unexpected_keys:
-        raise ValueError(f"pretrained weights do not match the ViT: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}")
+        raise DataError(f"pretrained weights do not match the ViT: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}")
     return result.missing_keys
 
 

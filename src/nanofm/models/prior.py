@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nanofm.config import ConfigError
 from nanofm.nn import Encoder
 from nanofm.nn.positional import TimestepEmbedding
 
@@ -49,9 +50,10 @@ class PriorConfig:
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+            raise ConfigError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}",
+                              ("d_model", "n_heads"))
         if not 0 <= self.cond_drop < 1 or not 0 <= self.ema_decay < 1:
-            raise ValueError("cond_drop and ema_decay must be in [0, 1)")
+            raise ConfigError("cond_drop and ema_decay must be in [0, 1)", ("cond_drop", "ema_decay"))
 
 
 class PriorNet(nn.Module):

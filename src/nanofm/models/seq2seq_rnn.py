@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nanofm.config import ConfigError
 from .decoding import greedy_search
 from .output import IGNORE_INDEX, ModelOutput
 
@@ -36,7 +37,8 @@ class Seq2SeqRNNConfig:
 
     def __post_init__(self):
         if min(self.vocab_size, self.d_embed, self.d_hidden, self.d_attn, self.n_encoder_layers) < 1:
-            raise ValueError("sizes must be >= 1")
+            raise ConfigError("vocab_size, d_embed, d_hidden, d_attn and n_encoder_layers must be >= 1",
+                              ("vocab_size", "d_embed", "d_hidden", "d_attn", "n_encoder_layers"))
 
 
 class AdditiveAttention(nn.Module):

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nanofm.config import ConfigError
+
 from .clip import CLIP
 from .dit import DiffusionDecoder
 from .prior import DiffusionPrior
@@ -24,7 +26,7 @@ class UnCLIP(nn.Module):
     def __init__(self, clip: CLIP, prior: DiffusionPrior, decoder: DiffusionDecoder):
         super().__init__()
         if prior.cfg.embed_dim != clip.cfg.embed_dim or decoder.cfg.cond_dim != clip.cfg.embed_dim:
-            raise ValueError(f"embedding widths differ: CLIP {clip.cfg.embed_dim}, prior {prior.cfg.embed_dim}, "
+            raise ConfigError(f"embedding widths differ: CLIP {clip.cfg.embed_dim}, prior {prior.cfg.embed_dim}, "
                              f"decoder {decoder.cfg.cond_dim}")
         self.clip, self.prior, self.decoder = clip, prior, decoder
 

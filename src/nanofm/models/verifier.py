@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nanofm.config import ConfigError
 from .output import ModelOutput
 
 
@@ -30,7 +31,8 @@ class VerifierConfig:
 
     def __post_init__(self):
         if self.image_size % 8:
-            raise ValueError(f"image_size must be divisible by 8 (three 2x poolings), got {self.image_size}")
+            raise ConfigError(f"image_size must be divisible by 8 (three 2x poolings), got {self.image_size}",
+                              ("image_size",))
 
 
 def _stage(c_in: int, c_out: int) -> nn.Sequential:

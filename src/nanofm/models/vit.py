@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nanofm.config import ConfigError
 from nanofm.nn import Encoder, PatchEmbedding, sincos_2d_table
 
 from .output import ModelOutput
@@ -44,17 +45,21 @@ class ViTConfig:
 
     def __post_init__(self):
         if min(self.image_size, self.patch_size, self.in_channels, self.d_model, self.n_layers, self.n_heads, self.d_ff) < 1:
-            raise ValueError("image_size, patch_size, in_channels, d_model, n_layers, n_heads and d_ff must be >= 1")
+            raise ConfigError("image_size, patch_size, in_channels, d_model, n_layers, n_heads and d_ff must be >= 1",
+                              ("image_size", "patch_size", "in_channels", "d_model", "n_layers", "n_heads", "d_ff"))
         if self.image_size % self.patch_size:
-            raise ValueError(f"image_size={self.image_size} must be divisible by patch_size={self.patch_size}")
+            raise ConfigError(f"image_size={self.image_size} must be divisible by patch_size={self.patch_size}",
+                              ("image_size", "patch_size"))
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+            raise ConfigError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}",
+                              ("d_model", "n_heads"))
         if self.pos == "sincos" and self.d_model % 4:
-            raise ValueError(f"pos='sincos' needs d_model divisible by 4, got {self.d_model}")
+            raise ConfigError(f"pos='sincos' needs d_model divisible by 4, got {self.d_model}", ("d_model", "pos"))
         if self.n_classes < 0:
-            raise ValueError(f"n_classes must be >= 0 (0: no head), got {self.n_classes}")
+            raise ConfigError(f"n_classes must be >= 0 (0: no head), got {self.n_classes}", ("n_classes",))
         if not all(0.0 <= p < 1.0 for p in (self.dropout, self.attn_dropout, self.drop_path)):
-            raise ValueError("dropout, attn_dropout and drop_path must be in [0, 1)")
+            raise ConfigError("dropout, attn_dropout and drop_path must be in [0, 1)",
+                              ("dropout", "attn_dropout", "drop_path"))
 
     @property
     def grid(self) -> int:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from nanofm.config import apply_overrides, from_dict
+from nanofm.config import ConfigError, apply_overrides, from_dict
 
 # The lecture's table (BETO paper, full scale, real benchmarks): for the reader, never mixed with ours.
 LECTURE = {"POS": (98.97, 97.10), "NER-C": (88.43, 87.38), "MLDoc": (95.60, 95.70), "PAWS-X": (89.05, 90.70),
@@ -55,7 +55,7 @@ def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str],
     from nanofm.data.spanish_tasks import load_task
 
     if seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {seeds}")
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     out = Path(out)
     columns = [(f"{Path(r).name} (pretrained)", r, False) for r in run_dirs]
     columns.append((f"{Path(run_dirs[0]).name} architecture, random weights", run_dirs[0], True))

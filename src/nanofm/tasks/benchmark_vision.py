@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from nanofm.config import apply_overrides, from_dict
+from nanofm.config import ConfigError, apply_overrides, from_dict
 from nanofm.train.config import format_duration, parse_duration
 
 
@@ -51,7 +51,7 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     from nanofm.tasks.vision import ImageClassifyTaskConfig, vision_finetune_config
 
     if not 0.0 < pretrain_share < 1.0:
-        raise ValueError(f"pretrain_share must be in (0, 1), got {pretrain_share}")
+        raise ConfigError(f"--pretrain-share must be in (0, 1), got {pretrain_share}")
     total = parse_duration(budget)
     out = Path(out)
     pre_budget, ft_budget = format_duration(total * pretrain_share), format_duration(total * (1 - pretrain_share))
@@ -64,7 +64,7 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     mae_cfg = load_task_config(mae_config, [*overrides, *mae_overrides, f"train.budget={pre_budget}"])
     keys = ("d_model", "n_layers", "n_heads", "d_ff", "patch_size", "pool", "pos")
     if any(getattr(mae_cfg.model, k) != getattr(scratch_cfg.model, k) for k in keys):
-        raise ValueError(f"{mae_config} and {scratch_config} must describe the same ViT ({', '.join(keys)})")
+        raise ConfigError(f"{mae_config} and {scratch_config} must describe the same ViT ({', '.join(keys)})")
     log(f"== MAE pretraining, {pre_budget}")
     mae = train_run(mae_cfg, out / "mae", progress)
     log(f"   {mae['images_per_s']:.0f} images/s")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import statistics
 from pathlib import Path
 
 from nanofm.train import load_model_weights
 from nanofm.train.checkpoint import pick_checkpoint
+from nanofm.train.run_folder import claim_run_folder
 from nanofm.train.tracking import read_metrics
 
 from . import build_task, load_task_config
@@ -27,11 +27,10 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
         cfg = load_task_config(config, [f"train.budget={budget}", f"data.dir={data_dir}", *extra])
         parts = build_task(cfg)
         run_dir = out / cfg.task
-        if fresh and run_dir.exists():
-            shutil.rmtree(run_dir)
         print(f"\n== {name}: {parts.describe}")
-        trainer = task_trainer(parts, cfg, run_dir, None if fresh else "auto", progress)
-        fit_to_end(trainer, run_dir)
+        with claim_run_folder(run_dir, overwrite=fresh):  # retrained from nothing: only ever a run folder is cleared
+            trainer = task_trainer(parts, cfg, run_dir, None if fresh else "auto", progress)
+            fit_to_end(trainer, run_dir)
         records = read_metrics(run_dir / "metrics.jsonl")
         train_seconds = max((r["elapsed"] for r in records if "elapsed" in r), default=0.0)  # resumed runs included
         load_model_weights(parts.model, pick_checkpoint(run_dir, "best") / "model.safetensors")

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from nanofm.config import require, require_fits
 from nanofm.data import PadCollate
 from nanofm.models import IGNORE_INDEX, EncoderDecoder, EncoderDecoderConfig
 from nanofm.registry import get_config
@@ -31,8 +32,8 @@ class CopyDataConfig:
     seed: int = 0  # the sequences are a pure function of (seed, index)
 
     def __post_init__(self):
-        if not 1 <= self.min_len <= self.max_len:
-            raise ValueError(f"need 1 <= min_len <= max_len, got {self.min_len}, {self.max_len}")
+        require(1 <= self.min_len <= self.max_len, f"need 1 <= min_len <= max_len, got {self.min_len}, {self.max_len}",
+                "min_len", "max_len")
 
 
 @dataclass
@@ -48,10 +49,9 @@ class CopyTaskConfig:
     )  # the training run
 
     def __post_init__(self):
-        if self.data.max_len + 1 > self.model.max_len:
-            raise ValueError(f"data.max_len={self.data.max_len} + EOS exceeds model.max_len={self.model.max_len}")
-        if self.model.vocab_size <= 4:
-            raise ValueError("model.vocab_size must leave room for content tokens beyond PAD, BOS, EOS")
+        require_fits(self, "data.max_len", specials=1)  # source + EOS, BOS + target
+        require(self.model.vocab_size > 4, "model.vocab_size must leave room for content tokens beyond PAD, BOS, EOS",
+                "model.vocab_size")
 
 
 def is_held_out(seq: Tensor) -> bool:

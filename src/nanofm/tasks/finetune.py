@@ -18,8 +18,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from nanofm.config import require_fits
 from nanofm.data import PadCollate
 from nanofm.data.spanish_tasks import TaskData, load_task
+from nanofm.errors import DataError
 from nanofm.interop import is_hf_folder, load_hf, load_tokenizer, read_config, tokenizer_files
 from nanofm.interop.bert import config_from_hf
 from nanofm.models import IGNORE_INDEX
@@ -50,6 +52,9 @@ class FinetuneTaskConfig:
                                             log_every=20)
     )  # the training run
 
+    def __post_init__(self):
+        require_fits(self, "data.max_len")  # [CLS] and [SEP] included
+
 
 def encode_examples(task: TaskData, split: str, tok: WordPieceTokenizer, max_len: int) -> list[dict[str, Tensor]]:
     """Examples -> {"tokens": (T,), "segments": (T,) 0 or 1 (1 over the second text of a pair and its [SEP]),
@@ -58,7 +63,7 @@ def encode_examples(task: TaskData, split: str, tok: WordPieceTokenizer, max_len
 
     def label_id(label: str, n: int) -> int:
         if label not in index:
-            raise ValueError(f"{task.name}, {split} split: example {n + 1} has label {label!r}, not among {task.labels}")
+            raise DataError(f"{task.name}, {split} split: example {n + 1} has label {label!r}, not among {task.labels}")
         return index[label]
 
     out = []

@@ -10,6 +10,7 @@ the frequency baseline (always guessing the commonest training token).
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,9 +19,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from nanofm.config import require, require_fits
 from nanofm.data.collate import pad_sequences
 from nanofm.data.corpus import read_corpus
 from nanofm.data.mlm import MaskingConfig, MLMCollator, pack_documents
+from nanofm.errors import DataError
 from nanofm.models import IGNORE_INDEX
 from nanofm.models.bert import BertConfig, BertForMaskedLM
 from nanofm.registry import get_config
@@ -50,6 +53,11 @@ class MLMTaskConfig:
                                             save_every=500, best_metric="eval/accuracy", best_mode="max", log_every=20)
     )  # the training run
 
+    def __post_init__(self):
+        require(self.data.max_len >= 3, f"data.max_len must be at least 3 ([CLS], a token, [SEP]), got {self.data.max_len}",
+                "data.max_len")
+        require_fits(self, "data.max_len")  # [CLS] and [SEP] included
+
 
 def tokenizer_path(data: CorpusDataConfig) -> Path:
     return Path(data.tokenizer) if data.tokenizer else Path(data.dir) / "tokenizer.json"
@@ -59,7 +67,7 @@ def load_blocks(path: Path, tok: WordPieceTokenizer, max_len: int) -> list[dict[
     """A corpus file -> packed blocks {"tokens": (L,), "word_ids": (L,)}."""
     docs = read_corpus(path)
     if not docs:
-        raise ValueError(f"{path}: no documents (expected text, documents separated by a blank line)")
+        raise DataError(f"{path}: no documents (expected text, documents separated by a blank line)")
     encodings = tok.hf.encode_batch(docs, add_special_tokens=False)
     return pack_documents(((e.ids, e.word_ids) for e in encodings), max_len, tok.cls_id, tok.sep_id)
 
@@ -119,8 +127,6 @@ def build(cfg: MLMTaskConfig) -> TaskParts:
         raise FileNotFoundError(f"{tok_file}: no tokenizer; `nanofm data prepare corpus` trains one "
                                 "(--vocab-size), or set data.tokenizer")
     tok = WordPieceTokenizer.load(tok_file)
-    if cfg.data.max_len > cfg.model.max_len:
-        raise ValueError(f"data.max_len={cfg.data.max_len} exceeds model.max_len={cfg.model.max_len}")
     cfg.model = replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id)
     torch.manual_seed(cfg.train.seed)
     model = BertForMaskedLM(cfg.model)
@@ -172,19 +178,36 @@ class FillMask:
         if is_hf_folder(run_dir):  # `checkpoint` does not apply: the folder holds one set of weights
             conv = load_hf(run_dir)
             if not isinstance(conv.model, BertForMaskedLM):
-                raise ValueError(f"{run_dir}: a {conv.architecture}; fill-mask needs BertForMaskedLM or BertForPreTraining weights")
+                raise DataError(f"{run_dir}: a {conv.architecture}; fill-mask needs BertForMaskedLM or BertForPreTraining weights")
             return cls(conv.model, load_hf_tokenizer(run_dir))
         _, model = load_trained(run_dir, "mlm", "a masked-language-model", BertForMaskedLM, checkpoint)
         return cls(model, WordPieceTokenizer.load(Path(run_dir) / "tokenizer.json"))
 
     @torch.no_grad()
     def __call__(self, text: str, k: int = 5) -> list[list[tuple[str, float]]]:
-        """For each [MASK] in text, the k likeliest tokens with their probabilities."""
-        ids = self.tok.encode(text, max_length=self.model.cfg.max_len).ids
-        where = [i for i, t in enumerate(ids) if t == self.tok.mask_id]
-        if not where:
-            raise ValueError(f"no [MASK] in {text!r}")
-        probs = self.model(torch.tensor([ids])).logits[0, where].softmax(-1)  # (M, V)
+        """For each [MASK] in text, the k likeliest tokens with their probabilities. A text longer than the
+        model is cut at its max_len tokens, with a warning on stderr naming the masks left unfilled."""
+        limit = self.model.cfg.max_len
+        ids = self.tok.encode(text).ids  # (T,): [CLS] text [SEP], whole
+        masks = [i for i, t in enumerate(ids) if t == self.tok.mask_id]  # positions of masks 1..M
+        if not masks:
+            raise DataError(f"no [MASK] in {excerpt(text)!r}")
+        if len(ids) > limit:
+            kept = sum(i < limit - 1 for i in masks)  # the first `kept` masks lie in [CLS] text[: limit - 2]
+            one = kept == len(masks) - 1
+            past = f"mask {len(masks)} lies" if one else f"masks {kept + 1}-{len(masks)} lie"
+            what = f"{excerpt(text)!r} ({len(ids):,} tokens)"
+            if not kept:
+                raise DataError(f"{what}: its {past} past the model's {limit} tokens; put a [MASK] in the first {limit - 2}")
+            lost = f"{past} past them and {'was' if one else 'were'} not filled" if kept < len(masks) else "every [MASK] lies within them"
+            print(f"warning: {what} was truncated at the model's {limit} tokens: {lost}", file=sys.stderr)
+            ids, masks = self.tok.encode(text, max_length=limit).ids, masks[:kept]  # (limit,)
+        probs = self.model(torch.tensor([ids])).logits[0, masks].softmax(-1)  # (M, V)
         top = probs.topk(k, dim=-1)
         return [[(self.tok.tokens([i])[0], p) for i, p in zip(idx.tolist(), pr.tolist())]
                 for idx, pr in zip(top.indices, top.values)]
+
+
+def excerpt(text: str, n: int = 60) -> str:
+    """The first n characters of text (then "..."), for messages that must not echo a whole document."""
+    return text if len(text) <= n else text[:n] + "..."

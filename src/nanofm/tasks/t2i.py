@@ -22,6 +22,7 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor
 
+from nanofm.config import require
 from nanofm.data.collate import pad_sequences
 from nanofm.data.scenes import SceneSet, content_key, load_scenes
 from nanofm.models.clip import CLIP, CLIPConfig
@@ -43,8 +44,8 @@ class SceneDataConfig:
     eval_size: int = 2000  # validation scenes scored while training (0: all)
 
     def __post_init__(self):
-        if not self.langs or set(self.langs) - {"es", "en"}:
-            raise ValueError(f"langs must be a non-empty list of 'es' and 'en', got {self.langs}")
+        require(bool(self.langs) and not set(self.langs) - {"es", "en"},
+                f"langs must be a non-empty list of 'es' and 'en', got {self.langs}", "langs")
 
 
 def _train(**kw) -> TrainConfig:

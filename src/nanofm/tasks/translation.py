@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from nanofm.config import require_fits
 from nanofm.data import PadCollate
 from nanofm.models import IGNORE_INDEX, EncoderDecoder, EncoderDecoderConfig, Seq2SeqRNN, Seq2SeqRNNConfig
 from nanofm.models.decoding import beam_search, greedy_search
@@ -49,6 +50,9 @@ class TranslateTransformerConfig:
     model: EncoderDecoderConfig = field(default_factory=lambda: get_config("transformer-small"))  # vocab_size: set from the tokenizer
     data: TranslationDataConfig = field(default_factory=TranslationDataConfig)  # sentence pairs and tokenizer
     train: TrainConfig = field(default_factory=lambda: _train_defaults(1e-3))  # the training run
+
+    def __post_init__(self):
+        require_fits(self, "data.max_tokens", specials=1)  # source + EOS, BOS + target (the RNN has no positions)
 
 
 @dataclass
@@ -208,6 +212,21 @@ def build(cfg: TranslationConfig) -> TaskParts:
 
 
 # ---------------------------------------------------------------- using a trained run
+
+
+def read_lines(path: str | Path | None = None) -> list[str]:
+    r"""The lines of a UTF-8 file (None: standard input), split at "\n" (or "\r\n") only, so that outputs align
+    with input lines: form feeds, U+2028 and the like stay inside their line; a final newline adds no line."""
+    from nanofm.data.text_files import decode_user_text
+
+    if path is None and not hasattr(sys.stdin, "buffer"):  # a replaced stdin (a notebook, a test) holding text
+        text = sys.stdin.read()
+    else:  # bytes, so that the newlines are the file's own and a bad encoding names the file and line
+        text = decode_user_text(sys.stdin.buffer.read() if path is None else Path(path).read_bytes(), path or "<stdin>")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 class Translator:

@@ -18,6 +18,8 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor
 
+from nanofm.config import ConfigError, require
+from nanofm.errors import DataError
 from nanofm.models.mae import MAE, MAEConfig
 from nanofm.models.vit import ViT, ViTConfig
 from nanofm.registry import get_config
@@ -52,6 +54,10 @@ class ImageClassifyTaskConfig:
                                             eval_every=500, save_every=500, best_metric="eval/accuracy",
                                             best_mode="max", log_every=20)
     )  # the training run
+
+    def __post_init__(self):
+        require(bool(self.init) or not self.linear_probe,
+                "linear_probe needs init: the MAE run whose frozen features the head is trained on", "linear_probe", "init")
 
 
 @dataclass
@@ -112,7 +118,7 @@ def load_image_data(cfg: ImageDataConfig, seed: int = 0) -> tuple[ImageSet, Imag
     train = load_split(cfg.dir, "train")
     if cfg.val_size:
         if not 0 < cfg.val_size < len(train.labels):
-            raise ValueError(f"data.val_size={cfg.val_size} must be between 1 and {len(train.labels) - 1} "
+            raise ConfigError(f"data.val_size={cfg.val_size} must be between 1 and {len(train.labels) - 1} "
                              f"(the {len(train.labels)} training images of {cfg.dir})")
         order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(seed))
         held, kept = order[: cfg.val_size], order[cfg.val_size :]
@@ -131,7 +137,7 @@ def _fit_model_to_data(model: ViTConfig, train: ImageSet, n_classes: int) -> ViT
     """The image size and channels of the data; n_classes of the head (0: none, the MAE encoder)."""
     c, h, w = train.images.shape[1:]
     if h != w:
-        raise ValueError(f"images are {h}x{w}; the ViT takes square images (resize them when preparing the data)")
+        raise DataError(f"images are {h}x{w}; the ViT takes square images (resize them when preparing the data)")
     return replace(model, image_size=h, in_channels=c, n_classes=n_classes)
 
 
@@ -163,7 +169,7 @@ def load_mae_encoder(vit: ViT, path: str | Path) -> Path:
     try:
         load_pretrained_encoder(vit, read_state_dict(weights))
     except (KeyError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{weights}: not the weights of an MAE with this encoder: {e}") from None
+        raise DataError(f"{weights}: not the weights of an MAE with this encoder: {e}") from None
     return weights
 
 
@@ -176,8 +182,6 @@ def build_classify(cfg: ImageClassifyTaskConfig) -> TaskParts:
     if cfg.init:
         start = f"MAE encoder {load_mae_encoder(model, cfg.init)}"
     if cfg.linear_probe:
-        if not cfg.init:
-            raise ValueError("linear_probe needs init: the MAE run whose frozen features the head is trained on")
         for name, p in model.named_parameters():
             p.requires_grad = name.startswith("head.")
     collate = ImageCollate(cfg.data.mean, cfg.data.std, cfg.data.augment)

@@ -11,6 +11,7 @@ from typing import Iterable
 
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+from nanofm.errors import DataError
 
 SPECIAL_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")  # ids 0, 1, 2, 3
 
@@ -44,7 +45,7 @@ class Tokenizer:
         try:
             return cls(HFTokenizer.from_file(str(path)))
         except Exception as e:  # tokenizers raises plain Exceptions
-            raise ValueError(f"{path}: not a tokenizer.json file ({e})") from None
+            raise DataError(f"{path}: not a tokenizer.json file ({e})") from None
 
     def save(self, path: str | Path) -> None:
         self.hf.save(str(path))

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+from nanofm.errors import DataError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0, 1, 2, 3, 4
 DEFAULT_VOCAB_SIZE = 8000  # tiny models; BETO used 31,002
@@ -62,7 +63,7 @@ def train_wordpiece(
     from UTF-8 text files. `limit_alphabet` keeps the most frequent characters; a word holding
     another one becomes [UNK], as in BERT."""
     if vocab_size < len(SPECIAL_TOKENS) + 1:
-        raise ValueError(f"vocab_size must be more than {len(SPECIAL_TOKENS)}, got {vocab_size}")
+        raise DataError(f"vocab_size must be more than {len(SPECIAL_TOKENS)}, got {vocab_size}")
     tok = _pipeline(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
@@ -86,7 +87,7 @@ class WordPieceTokenizer:
     def __init__(self, hf: HFTokenizer):
         ids = [hf.token_to_id(t) for t in SPECIAL_TOKENS]  # ids 0-4 when trained here; any ids in BERT, BETO
         if None in ids:
-            raise ValueError(f"the vocabulary lacks special tokens {[t for t, i in zip(SPECIAL_TOKENS, ids) if i is None]}")
+            raise DataError(f"the vocabulary lacks special tokens {[t for t, i in zip(SPECIAL_TOKENS, ids) if i is None]}")
         hf.add_special_tokens(list(SPECIAL_TOKENS))  # "[MASK]" typed in text is the mask token, never split
         hf.no_padding(), hf.no_truncation()  # encode() pads and truncates itself (some tokenizer.json files pad to 128)
         self.hf = hf
@@ -104,7 +105,7 @@ class WordPieceTokenizer:
         try:
             return cls.from_vocab(path) if path.suffix == ".txt" else cls(HFTokenizer.from_file(str(path)))
         except Exception as e:  # tokenizers raises plain Exceptions
-            raise ValueError(f"{path}: not a WordPiece tokenizer file ({e})") from None
+            raise DataError(f"{path}: not a WordPiece tokenizer file ({e})") from None
 
     @classmethod
     def from_vocab(cls, path: str | Path, lowercase: bool = False, strip_accents: bool | None = False, nfc: bool = True,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Callable, Literal
+
+from nanofm.config import ConfigError, require
 
 
 @dataclass
@@ -18,7 +20,7 @@ class TrainConfig:
     group_by_length: bool = False  # batch examples of similar length together (less padding; needs data with .lengths)
     lr: float = 1e-3  # peak learning rate
     min_lr_ratio: float = 0.0  # the decay ends at lr * min_lr_ratio
-    warmup_steps: int = 100  # linear warm-up from 0 to lr
+    warmup_steps: int = 100  # linear warm-up from 0 to lr; longer than the run: cut to its length (the Trainer says so)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"  # decay after warm-up
     weight_decay: float = 0.01  # AdamW decay; never applied to biases, norms or embeddings' padding
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
@@ -33,24 +35,28 @@ class TrainConfig:
     max_bad_steps: int = 5  # stop after this many consecutive steps with a non-finite loss or gradient
     log_every: int = 10  # steps between progress-bar and metrics-file updates
     seed: int = 0  # data order, dropout and initialisation
-    device: str = "auto"  # auto: CUDA when available (the LOCAL_RANK-th GPU), else CPU
+    device: str = "auto"  # auto (CUDA when available: the LOCAL_RANK-th GPU, else CPU), cpu, cuda, cuda:N or mps
     compile: bool = False  # torch.compile the training forward (the first step pays the compilation; see bench/NOTES.md)
     prefetch: int | None = None  # micro-batches collated ahead in a background thread (pinned on CUDA); None: 2 on CUDA, 0 on CPU
 
     def __post_init__(self):
-        for name in ("steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.micro_batch_size is not None and (self.micro_batch_size < 1 or self.batch_size % self.micro_batch_size):
-            raise ValueError(f"batch_size={self.batch_size} must be a multiple of micro_batch_size={self.micro_batch_size}")
-        if min(self.warmup_steps, self.eval_every, self.save_every, self.log_every - 1, self.keep_last - 1) < 0:
-            raise ValueError("warmup_steps, eval_every, save_every must be >= 0; log_every, keep_last >= 1")
-        if self.prefetch is not None and self.prefetch < 0:
-            raise ValueError(f"prefetch must be >= 0 (0: collate in the loop), got {self.prefetch}")
+        for name, (ok, what) in _RULES.items():
+            value = getattr(self, name)
+            require(value is None or ok(value), f"{name} must be {what}, got {value!r}", name)  # None: the optional ones
+        if self.micro_batch_size is not None:
+            require(self.batch_size % self.micro_batch_size == 0,
+                    f"batch_size={self.batch_size} must be a multiple of micro_batch_size={self.micro_batch_size}",
+                    "batch_size", "micro_batch_size")
+        require(self.epochs is None or self.budget is None,
+                "epochs cannot be combined with budget (set one of the two to null)", "epochs", "budget")
         if self.budget is not None:
-            parse_duration(self.budget)
-        if self.epochs is not None and (self.epochs <= 0 or self.budget is not None):
-            raise ValueError("epochs must be > 0, and cannot be combined with budget (set one of the two)")
+            try:
+                parse_duration(self.budget)
+            except ConfigError as e:
+                raise ConfigError(f"budget: {e}", ("budget",)) from None
+        # only `steps` runs know their length here; epochs and budget runs warm up for at most all their steps (lr_at)
+        require(bool(_DEVICE.match(self.device)), f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}",
+                "device")
 
     def steps_for(self, n_examples: int) -> int:
         """Optimizer steps of the run: `steps`, or what `epochs` passes over n_examples take."""
@@ -60,7 +66,24 @@ class TrainConfig:
         return None if self.budget is None else parse_duration(self.budget)
 
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+def _finite(low: float, strict: bool) -> Callable[[Any], bool]:
+    return lambda v: (v > low if strict else v >= low) and math.isfinite(v)
+
+
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {  # field: (test, what the value must be)
+    **dict.fromkeys(("steps", "batch_size", "log_every", "keep_last", "max_bad_steps", "micro_batch_size"),
+                    (lambda v: v >= 1, "at least 1")),
+    **dict.fromkeys(("warmup_steps", "eval_every", "save_every", "prefetch"), (lambda v: v >= 0, "at least 0")),
+    "epochs": (_finite(0, strict=True), "a finite number > 0"),
+    "lr": (_finite(0, strict=True), "a finite number > 0"),
+    "min_lr_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "weight_decay": (_finite(0, strict=False), "a finite number >= 0"),
+    "betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    "eps": (_finite(0, strict=True), "a finite number > 0"),
+    "grad_clip": (_finite(0, strict=False), "a finite number >= 0 (0: no clipping)"),
+}
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
 
 
 def format_duration(seconds: float) -> str:
@@ -69,12 +92,14 @@ def format_duration(seconds: float) -> str:
 
 
 def parse_duration(text: str) -> float:
-    """'20m' -> 1200.0; also '90s', '90', '1h30m', '1.5h'."""
+    """'20m' -> 1200.0; also '90s', '1h30m', '1.5h'. Every number needs its unit: a bare '30' is refused."""
     m = _DURATION.match(str(text))
     if not m or not any(m.groups()):
-        raise ValueError(f"cannot read duration {text!r}; write it like 90s, 20m or 1h30m")
+        n = str(text).strip()
+        hint = f"give it a unit, like {n}s or {n}m" if re.fullmatch(r"\d+(\.\d+)?", n) else "write it like 90s, 20m or 1h30m"
+        raise ConfigError(f"cannot read duration {text!r}: {hint}")
     h, mins, s = (float(g) if g else 0.0 for g in m.groups())
     seconds = 3600 * h + 60 * mins + s
     if seconds <= 0:
-        raise ValueError(f"duration {text!r} must be positive")
+        raise ConfigError(f"duration {text!r} must be positive")
     return seconds

@@ -14,17 +14,18 @@ from __future__ import annotations
 import threading
 
 import torch
+from nanofm.errors import DataError
 
 
 class StepSampler:
     def __init__(self, n: int, batch_size: int, micro_batch_size: int, world_size: int = 1, rank: int = 0,
                  seed: int = 0, shuffle: bool = True, lengths: list[int] | None = None):
         if batch_size % (micro_batch_size * world_size):
-            raise ValueError(
+            raise DataError(
                 f"batch_size={batch_size} must be a multiple of micro_batch_size={micro_batch_size} x world size {world_size}"
             )
         if n < batch_size:
-            raise ValueError(f"the training set has {n} examples, fewer than one batch of {batch_size}")
+            raise DataError(f"the training set has {n} examples, fewer than one batch of {batch_size}")
         self.n, self.batch_size, self.micro = n, batch_size, micro_batch_size
         self.world_size, self.rank, self.seed, self.shuffle = world_size, rank, seed, shuffle
         self.lengths = torch.as_tensor(lengths) if lengths is not None else None

@@ -4,23 +4,42 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+from nanofm.errors import DataError
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Records of a metrics.jsonl; a malformed line is an error naming the file and line."""
-    records = []
+def to_stderr(message: str) -> None:
+    """The default `warn` of readers that skip something broken: one line on standard error."""
+    print(message, file=sys.stderr)
+
+
+def read_metrics(path: Path, warn: Callable[[str], None] = to_stderr) -> list[dict[str, Any]]:
+    """Records of a metrics.jsonl. A torn last line (the process was killed while writing it) is skipped,
+    said in one line to `warn`; a malformed line before it is an error naming the file and line."""
     if not path.exists():
-        return records
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+        return []
+    lines = [(i, line) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if line.strip()]
+    records = []
+    for i, line in lines:
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{i}: not a JSON record ({e.msg})") from None
+            records.append(_record(line))
+        except ValueError as e:
+            if i != lines[-1][0]:
+                raise DataError(f"{path}:{i}: not a JSON record ({e})") from None
+            warn(f"{path}:{i}: skipping a torn last line ({e}); the run was stopped while writing it")
     return records
+
+
+def _record(line: str) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(e.msg) from None
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    return record
 
 
 class MetricsLog:

@@ -29,9 +29,11 @@ from tqdm.auto import tqdm
 
 from nanofm import __version__
 from nanofm.data import pad_collate
+from nanofm.errors import UserError
 
 from . import checkpoint as ckpt_io
 from . import distributed as dist
+from . import run_folder
 from .config import TrainConfig
 from .evaluate import Collate, MetricsFn, autocast, evaluate_model, loss_weight, to_device
 from .optim import build_optimizer, lr_at
@@ -40,7 +42,7 @@ from .sampler import StepSampler
 from .tracking import MetricsLog, read_metrics
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on (non-finite losses, a run folder in the way, a mismatched checkpoint)."""
 
 
@@ -103,18 +105,23 @@ class Trainer:
         self._rate_unit = "samples_per_s"
         self._last_saved: tuple[int, int] | None = None
         self._seed_everything(cfg.seed + self.dist.rank)
-        self.precision = self._choose_precision(cfg.precision)
-        self.resumed_from = self._resolve_resume(resume)
-        if self.resumed_from is not None:
-            self._load(self.resumed_from)
-        self.log: MetricsLog | None = None
-        if self.dist.is_main and self.run_dir is not None:
-            import matplotlib.figure  # noqa: F401  (imported now, so that the end-of-run plot costs no budget)
-
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(config_yaml)
-            self.log = MetricsLog(self.run_dir, resume_step=self.step if self.resumed_from else None)
         self._stop_signal: str | None = None
+        self.log: MetricsLog | None = None
+        self._locked = False
+        self._lock_run_folder()
+        try:
+            self.precision = self._choose_precision(cfg.precision)
+            self.resumed_from = self._resolve_resume(resume)
+            if self.resumed_from is not None:
+                self._load(self.resumed_from)
+            if self.dist.is_main and self.run_dir is not None:
+                import matplotlib.figure  # noqa: F401  (imported now, so that the end-of-run plot costs no budget)
+
+                (self.run_dir / "config.yaml").write_text(config_yaml)
+                self.log = MetricsLog(self.run_dir, resume_step=self.step if self.resumed_from else None)
+        except BaseException:
+            self._unlock_run_folder()
+            raise
 
     # ------------------------------------------------------------------ set-up
 
@@ -124,6 +131,18 @@ class Trainer:
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
 
+    def _lock_run_folder(self) -> None:
+        """The main process holds the run folder's lock while this Trainer trains (see run_folder.py)."""
+        if self.dist.is_main and self.run_dir is not None and not self._locked:
+            run_folder.check_writable(self.run_dir)
+            run_folder.acquire(self.run_dir)
+            self._locked = True
+
+    def _unlock_run_folder(self) -> None:
+        if self._locked:
+            run_folder.release(self.run_dir)
+            self._locked = False
+
     def _resolve_resume(self, resume: str | None) -> Path | None:
         root = self.ckpt_root
         if resume is None:
@@ -131,9 +150,10 @@ class Trainer:
                 raise TrainingError(f"{self.run_dir} already holds checkpoints: resume with --resume auto, or train into a new --out folder")
             return None
         if resume == "auto":
-            return ckpt_io.find_resumable(root) if root is not None else None
+            quiet = tqdm.write if self.dist.is_main else (lambda message: None)  # one process says what it skips
+            return ckpt_io.find_resumable(root, warn=quiet) if root is not None else None
         path = Path(resume)
-        ckpt_io.verify(path)
+        ckpt_io.check_usable(path)
         return path
 
     def _choose_precision(self, asked: str) -> str:
@@ -176,6 +196,8 @@ class Trainer:
         handlers = self._install_signal_handlers()
         done_micro, since_log = 0, {"loss": 0.0, "weight": 0.0, "t": time.perf_counter()}
         stopped = False
+        self._lock_run_folder()
+        self._say_if_warmup_is_cut()
         if self.prefetch:
             self._prefetcher = Prefetcher(self._collate_at, self._next_position, (self.step, self.micro), self.prefetch)
         try:
@@ -224,6 +246,9 @@ class Trainer:
                 if self.eval_data is not None:
                     self._evaluate_and_track(time.perf_counter() - start, save=False)
                 self._save(time.perf_counter() - start)
+        except BaseException:
+            self._unlock_run_folder()
+            raise
         finally:
             if self._prefetcher is not None:
                 self._prefetcher.close()
@@ -284,6 +309,7 @@ class Trainer:
         else:
             self.skipped_steps += 1
             self.consecutive_bad += 1
+            self._check_finite_weights()  # weights ruined by an earlier update: no step can recover them
             if self.dist.is_main:
                 tqdm.write(f"step {self.step + 1}: non-finite loss ({loss}) or gradient norm ({norm}); step skipped")
             if self.consecutive_bad >= cfg.max_bad_steps:
@@ -318,6 +344,15 @@ class Trainer:
             tqdm.write(f"budget {cfg.budget}: {t_step * 1e3:.1f} ms per step {verb} {self.total_steps} steps in all")
         bar.total = self.total_steps
         bar.refresh()
+        if first:
+            self._say_if_warmup_is_cut()
+
+    def _say_if_warmup_is_cut(self) -> None:
+        """lr_at cuts a warm-up longer than the run to its length: say so once the length is known."""
+        cfg = self.cfg
+        if self.total_steps is not None and cfg.warmup_steps >= self.total_steps and self.dist.is_main and self.step == 0:
+            tqdm.write(f"train.warmup_steps={cfg.warmup_steps} is not shorter than the run's {self.total_steps} steps: "
+                       f"the warm-up is cut to {max(self.total_steps - 1, 0)} steps (lr peaks at the last step)")
 
     def _should_stop(self, done_micro: int, stop_after: int | None) -> bool:
         stop = self._stop_signal is not None or (stop_after is not None and done_micro >= stop_after)
@@ -394,11 +429,25 @@ class Trainer:
         """Checkpoint now (rank 0 writes); every process returns once it is complete."""
         if self._last_saved == (self.step, self.micro):  # e.g. a new best at a save_every step
             return None
+        self._check_finite_weights()  # never write (or point `latest` at) weights that are NaN or inf
         self._last_saved = (self.step, self.micro)
         state = self._state(elapsed)  # a collective: every process takes part
         path = self._write(state) if self.dist.is_main and self.ckpt_root is not None else None
         dist.barrier()
         return path
+
+    def _check_finite_weights(self) -> None:
+        """Raise TrainingError if any weight or buffer is NaN/inf (every process holds the same weights, so
+        under DDP all of them raise together); one read-back."""
+        tensors = {n: t for n, t in self.model.state_dict().items() if t.is_floating_point()}
+        finite = torch.stack([torch.isfinite(t).all() for t in tensors.values()]).tolist() if tensors else []
+        bad = [n for n, ok in zip(tensors, finite) if not ok]
+        if bad:
+            latest = ckpt_io.read_pointer(self.ckpt_root, "latest") if self.ckpt_root is not None else None
+            raise TrainingError(
+                f"step {self.step}: the weights are no longer finite (NaN or inf in {', '.join(bad[:3])}"
+                f"{' and more' if len(bad) > 3 else ''}): an update diverged (train.lr too high?); nothing saved, "
+                f"the latest good checkpoint is {self.ckpt_root / latest if latest else 'none'}")
 
     def _write(self, state: dict[str, Any]) -> Path:
         accum = None
@@ -414,10 +463,8 @@ class Trainer:
         return path
 
     def _load(self, path: Path) -> None:
-        import json
-
-        ckpt_io.verify(path)
-        state = json.loads((path / "trainer_state.json").read_text())
+        state = ckpt_io.read_trainer_state(path)  # the files were verified when the checkpoint was picked
+        changed = self._resume_changes(path)  # refused (before anything is loaded) unless harmless
         for key, ours in (("world_size", self.dist.world_size), ("batch_size", self.cfg.batch_size)):
             if state[key] != ours:
                 raise TrainingError(f"{path}: saved with {key}={state[key]}, this run has {ours}; resume with the same")
@@ -431,6 +478,8 @@ class Trainer:
         self.step, self.micro = state["step"], state["micro"]
         self._resume_length(path, state["total_steps"])
         self.skipped_steps, self.consecutive_bad = state["skipped_steps"], state["consecutive_bad"]
+        if changed:  # a streak of bad steps under the old options does not count against the new ones
+            self.consecutive_bad = 0
         self.best, self.elapsed = state["best"], state["elapsed_seconds"]
         self.window = torch.tensor(state["window"], dtype=torch.float64, device=self.device)
         self.last_metrics, self.last_metrics_step = state.get("metrics", {}), state.get("metrics_step")
@@ -438,6 +487,20 @@ class Trainer:
         _set_rng_state(state["rng"][self.dist.rank])
         if self.dist.is_main:
             tqdm.write(f"resumed from {path} (step {self.step}" + (f", micro-batch {self.micro})" if self.micro else ")"))
+
+    def _resume_changes(self, path: Path) -> list[str]:
+        """The config keys this resume changes (only those that leave the result as it was may change)."""
+        saved = path / "config.yaml"
+        if not self.config_yaml or not saved.is_file():
+            return []
+        changed = run_folder.config_changes(saved.read_text(), self.config_yaml)
+        refused = [k for k in changed if k not in run_folder.RESUMABLE_CHANGES]
+        if refused:
+            raise TrainingError(
+                f"{path}: this config changes {', '.join(f'{k} ({changed[k]})' for k in refused)} from the run being "
+                "resumed; a resumed run may change only its length and where it runs "
+                f"({', '.join(sorted(run_folder.RESUMABLE_CHANGES))}): drop those overrides, or start over with --overwrite")
+        return list(changed)
 
     def _resume_length(self, path: Path, saved: int | None) -> None:
         """A budget run keeps the length it fixed. A step (or epoch) run takes this config's length, so a
@@ -468,6 +531,11 @@ class Trainer:
 
         return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
 
+    @property
+    def stop_signal(self) -> str | None:
+        """SIGTERM or SIGINT if a signal stopped the run, else None."""
+        return self._stop_signal
+
     def _finish(self, bar: tqdm, handlers: dict, stopped: bool) -> dict[str, float]:
         bar.close()
         for s, h in handlers.items():
@@ -484,6 +552,7 @@ class Trainer:
                     plot_loss_curve(read_metrics(self.log.path), self.run_dir / "loss_curve.png", title=self.run_dir.name)
                 except ImportError:  # matplotlib missing: the metrics file still has everything
                     pass
+        self._unlock_run_folder()
         return self.last_metrics
 
 
@@ -502,7 +571,7 @@ class _Pace:
 
 
 def _has_checkpoints(root: Path) -> bool:
-    return root.is_dir() and any(p.name.startswith(ckpt_io.PREFIX) for p in root.iterdir())
+    return bool(ckpt_io.list_checkpoints(root))
 
 
 def _rng_state() -> dict[str, Any]:

@@ -6,7 +6,7 @@
     save_image_set(s, "test.safetensors"); s = load_image_set("test.safetensors")
 
 Every loader returns an ImageSet: images uint8 (N, C, H, W), labels int64 (N,), class names. A file that
-cannot be read is a ValueError naming it.
+cannot be read is a DataError (a ValueError) naming it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
+
+from nanofm.errors import DataError, UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # IDX element types: the third byte of the magic number -> big-endian numpy dtype
@@ -52,18 +54,18 @@ def read_idx(path: str | Path) -> Tensor:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as e:
-            raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+            raise DataError(f"{path}: not a readable gzip file ({e})") from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in IDX_DTYPES:
-        raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'none'})")
+        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'none'})")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header")
+        raise DataError(f"{path}: truncated IDX header")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(IDX_DTYPES[raw[2]])
     expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) != expected:
-        raise ValueError(f"{path}: IDX dims {dims} need {expected} bytes, the file has {len(raw)} (truncated?)")
+        raise DataError(f"{path}: IDX dims {dims} need {expected} bytes, the file has {len(raw)} (truncated?)")
     data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     return torch.from_numpy(data.astype(dtype.newbyteorder("="), copy=True))
 
@@ -72,11 +74,11 @@ def load_idx(images_path: str | Path, labels_path: str | Path, classes: list[str
     """IDX images (N, H, W) and labels (N,) as an ImageSet of (N, 1, H, W); classes default to '0', '1', ..."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dim() != 3 or images.dtype != torch.uint8:
-        raise ValueError(f"{images_path}: expected uint8 images (N, H, W), got {images.dtype} {tuple(images.shape)}")
+        raise DataError(f"{images_path}: expected uint8 images (N, H, W), got {images.dtype} {tuple(images.shape)}")
     if labels.dim() != 1:
-        raise ValueError(f"{labels_path}: expected labels (N,), got {tuple(labels.shape)}")
+        raise DataError(f"{labels_path}: expected labels (N,), got {tuple(labels.shape)}")
     if len(images) != len(labels):
-        raise ValueError(f"{images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
+        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
     labels = labels.long()
     return ImageSet(images.unsqueeze(1), labels, _check_classes(classes, labels, labels_path))
 
@@ -91,15 +93,15 @@ def load_image(path: str | Path, channels: int | None = None) -> Tensor:
     with transparency ('RGBA', 'LA', 'PA', palette with a transparent colour) are composited on white
     first ('LA' stays grey); palette and other modes (CMYK, YCbCr, ...) -> RGB. `channels` forces 1
     (Pillow's convert('L'), ITU-R 601 luma) or 3 (convert('RGB')). Animated files give their first frame.
+    The EXIF orientation is applied (a phone photo stored sideways comes out upright).
     """
     if channels not in (None, 1, 3):
         raise ValueError(f"channels must be 1, 3 or None, got {channels}")
     try:
         with Image.open(path) as img:
-            img.load()
-            img = _to_l_or_rgb(img)
+            img = _to_l_or_rgb(ImageOps.exif_transpose(img))  # upright, as viewers show it (phone photos)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{path}: cannot read image ({e})") from None
+        raise DataError(f"{path}: cannot read image ({e})") from None
     if channels is not None:
         img = img.convert("L" if channels == 1 else "RGB")
     arr = np.asarray(img, dtype=np.uint8)  # (H, W) or (H, W, 3)
@@ -139,7 +141,7 @@ def load_image_folder(root: str | Path, channels: int | None = None,
     files = [(f, label) for label, name in enumerate(classes) for f in sorted((root / name).iterdir())
              if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
-        raise ValueError(f"{root}: no images found in {root}/<class>/ (suffixes {', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(f"{root}: no images found in {root}/<class>/ (suffixes {', '.join(IMAGE_SUFFIXES)})")
     hw = (size, size) if isinstance(size, int) else size
     images: list[Tensor] = []
     for f, _ in files:
@@ -147,7 +149,7 @@ def load_image_folder(root: str | Path, channels: int | None = None,
         if hw is not None and tuple(img.shape[1:]) != tuple(hw):
             img = _resize(img, hw)
         elif images and img.shape[1:] != images[0].shape[1:]:
-            raise ValueError(f"{f}: size {tuple(img.shape[1:])} differs from {files[0][0]}'s "
+            raise DataError(f"{f}: size {tuple(img.shape[1:])} differs from {files[0][0]}'s "
                              f"{tuple(images[0].shape[1:])}; pass size=(H, W) to resize")
         images.append(img)
     c = max(img.size(0) for img in images)
@@ -174,7 +176,7 @@ def _numpy_reconstruct():
     return _reconstruct
 
 
-class UnsafePickleError(pickle.UnpicklingError, ValueError):
+class UnsafePickleError(UserError, pickle.UnpicklingError, ValueError):
     """A pickle that names a global outside the allowed few (a ValueError too, so callers report it plainly)."""
 
 
@@ -207,9 +209,9 @@ def _read_cifar_pickle(path: Path) -> dict[str, object]:
     except UnsafePickleError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
-        raise ValueError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a dict, got {type(data).__name__}")
+        raise DataError(f"{path}: expected a dict, got {type(data).__name__}")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in data.items()}
 
 
@@ -218,7 +220,7 @@ def load_cifar10(folder: str | Path, split: str) -> ImageSet:
     folder = Path(folder)
     names = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
     if split not in names:
-        raise ValueError(f"{folder}: CIFAR-10 has splits 'train' and 'test', not '{split}'")
+        raise DataError(f"{folder}: CIFAR-10 has splits 'train' and 'test', not '{split}'")
     meta = _read_cifar_pickle(folder / "batches.meta")
     classes = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", [])]
     images, labels = [], []
@@ -227,9 +229,9 @@ def load_cifar10(folder: str | Path, split: str) -> ImageSet:
         batch = _read_cifar_pickle(path)
         data, batch_labels = batch.get("data"), batch.get("labels")
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-            raise ValueError(f"{path}: expected 'data' as a uint8 array (N, 3072)")
+            raise DataError(f"{path}: expected 'data' as a uint8 array (N, 3072)")
         if batch_labels is None or len(batch_labels) != len(data):
-            raise ValueError(f"{path}: expected {len(data)} 'labels'")
+            raise DataError(f"{path}: expected {len(data)} 'labels'")
         images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))  # rows are R plane, G plane, B plane
         labels.append(torch.as_tensor(np.asarray(batch_labels, dtype=np.int64)))
     labels_t = torch.cat(labels)
@@ -257,9 +259,9 @@ def load_image_set(path: str | Path) -> ImageSet:
     except Exception as e:  # safetensors raises its own error types for bad headers and missing keys
         if isinstance(e, FileNotFoundError):
             raise
-        raise ValueError(f"{path}: not an image set ({e})") from None
+        raise DataError(f"{path}: not an image set ({e})") from None
     if "classes" not in meta:
-        raise ValueError(f"{path}: no 'classes' in the safetensors metadata")
+        raise DataError(f"{path}: no 'classes' in the safetensors metadata")
     return ImageSet(images, labels, json.loads(meta["classes"]))
 
 
@@ -269,5 +271,5 @@ def _check_classes(classes: list[str] | None, labels: Tensor, where: str | Path)
     if classes is None:
         return [str(i) for i in range(top + 1)]
     if len(labels) and (top >= len(classes) or int(labels.min()) < 0):
-        raise ValueError(f"{where}: labels span {int(labels.min())}..{top} but there are {len(classes)} classes")
+        raise DataError(f"{where}: labels span {int(labels.min())}..{top} but there are {len(classes)} classes")
     return list(classes)

@@ -18,6 +18,8 @@ import statistics
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from nanofm.errors import DataError
+
 from . import AlignedPair, normalize_space
 
 ORIGIN = "bible"
@@ -68,7 +70,7 @@ def read_module(sword_root: Path, module: str) -> dict[Ref, str]:
             refs = [(book.osis_name, c, v) for c, n in enumerate(book.chapter_lengths, 1) for v in range(1, n + 1)]
             texts = list(bible.get_iter(books=book.name, clean=False))
             if len(texts) != len(refs):
-                raise ValueError(f"{module}: {book.osis_name} has {len(texts)} verse slots, expected {len(refs)}")
+                raise DataError(f"{module}: {book.osis_name} has {len(texts)} verse slots, expected {len(refs)}")
             verses.update(zip(refs, map(clean_osis, texts)))
     return verses
 

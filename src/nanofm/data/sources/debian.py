@@ -16,11 +16,13 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from nanofm.errors import UserError
+
 DEFAULT_CACHE = Path("~/.cache/nanofm/debian")
 VERSION_FILE = ".nanofm-version"
 
 
-class DebianPackageError(RuntimeError):
+class DebianPackageError(UserError, RuntimeError):
     """A package that could not be found, installed, downloaded or extracted; says what to do."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..text_files import read_user_text
+
 PACKAGE = "fortunes-es"
 FORTUNE_DIRS = {"es": "usr/share/games/fortunes/es"}
 
@@ -47,16 +49,12 @@ def category(path: Path) -> str:
 
 def read_fortunes(fortune_dir: Path) -> dict[str, list[str]]:
     """{category: entries} for every fortune file directly under fortune_dir, in name order. A file
-    that is not UTF-8 raises ValueError naming it."""
+    that is not UTF-8 raises DataError naming it."""
     out = {}
     for path in sorted(fortune_dir.iterdir()):
         if path.is_symlink() or not path.is_file() or path.suffix not in ("", ".fortunes"):  # *.dat, *.u8, backups
             continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
-        out[category(path)] = parse_fortunes(text)
+        out[category(path)] = parse_fortunes(read_user_text(path))
     if not out:
         raise FileNotFoundError(f"no fortune files in {fortune_dir}")
     return out

@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from . import AlignedPair, normalize_space
+from ..text_files import read_user_text
 
 ORIGIN = "libreoffice"
 PACKAGES = {"es": "libreoffice-help-es", "en": "libreoffice-help-en-us", "fr": "libreoffice-help-fr"}
@@ -98,7 +99,7 @@ def read_help(help_dir: Path) -> dict[str, list[tuple[str, str]]]:
     pages = sorted((help_dir / "text").rglob("*.html"))
     if not pages:
         raise FileNotFoundError(f"no help pages under {help_dir / 'text'}")
-    return {p.relative_to(help_dir).as_posix(): page_units(p.read_text(encoding="utf-8")) for p in pages}
+    return {p.relative_to(help_dir).as_posix(): page_units(read_user_text(p)) for p in pages}
 
 
 def align_pages(

@@ -15,6 +15,7 @@ import shlex
 from pathlib import Path
 
 from . import normalize_space
+from ..text_files import decode_user_text
 
 PACKAGE = "manpages-es"
 MAN_DIRS = {"es": "usr/share/man/es"}
@@ -192,10 +193,7 @@ def read_page(path: Path) -> str:
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
+    return decode_user_text(data, path)
 
 
 def read_manpages(man_dir: Path) -> dict[str, list[str]]:
