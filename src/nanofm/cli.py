@@ -420,8 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nanofm",
         description="nanofm: pretrain and adapt small foundation models on one shared Transformer core.",
-        epilog="Exit status: 0 done, 1 an error, 2 a config or usage error. An error is one line; set NANOFM_DEBUG=1 "
-        "to see its full traceback. An unexpected error (a bug) always prints its traceback.",
+        epilog="Exit status: 0 done, 1 an error, 2 a config or usage error, 143 (130) a run stopped by SIGTERM "
+        "(Ctrl-C) after saving its checkpoint, 141 output cut short by a closed pipe. An error is one line; set "
+        "NANOFM_DEBUG=1 to see its full traceback. An unexpected error (a bug) always prints its traceback.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
