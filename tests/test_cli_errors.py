@@ -64,6 +64,27 @@ def test_top_k_must_be_positive(command, k, capsys):
     assert f"argument -k/--top-k: expected a whole number of at least 1, got '{k}'" in err
 
 
+@pytest.mark.parametrize("command, flag", [
+    (["translate", "RUN", "hola"], "--beam"), (["compare", "translation"], "--beam"),
+    (["generate", "RUN", "un vestido"], "-n"), (["generate", "RUN", "un vestido"], "--steps"),
+    (["generate", "RUN", "un vestido"], "--prior-steps"), (["benchmark", "t2i", "RUN"], "-n"),
+    (["benchmark", "t2i", "RUN"], "--steps"),
+])
+def test_counts_of_beams_images_and_steps_must_be_positive(command, flag, capsys):
+    err = _usage_error(capsys, [*command, flag, "0"])  # was: accepted, then an empty result or a torch error
+    assert f"expected a whole number of at least 1, got '0'" in err and flag in err
+
+
+def test_a_cuda_device_that_is_not_there_is_one_line(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert main(["train", str(CONFIGS / "copy-tiny.yaml"), *TINY, "train.device=cuda", "--out", str(tmp_path / "r")]) == 2
+    assert _error(capsys) == ("nanofm: error: train.device=cuda: this machine has 0 CUDA device(s) (no CUDA build "
+                              "or driver); use train.device=cpu or auto")  # was: torch's traceback from set_device
+
+
 # ---------------------------------------------------------------- 3, 4. train.* values
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from nanofm.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -34,6 +36,9 @@ def setup(device: str = "auto") -> DistInfo:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     if dev.type == "cuda":
+        if not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(f"train.device={device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+                              f"{'' if torch.cuda.is_available() else ' (no CUDA build or driver)'}; use train.device=cpu or auto")
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)
