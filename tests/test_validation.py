@@ -13,7 +13,7 @@ from nanofm.data.benchmark_formats import read_conll2002, read_xnli
 from nanofm.data.corpus import read_corpus, read_inputs
 from nanofm.data.sources import fortunes, manpages
 from nanofm.data.spanish_tasks import Example, load_task, read_classification, read_tagged
-from nanofm.data.text_files import read_user_text
+from nanofm.text_files import read_user_text
 from nanofm.data.translation import read_tsv
 from nanofm.errors import DataError, UserError
 from nanofm.tasks import load_task_config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
@@ -98,8 +99,6 @@ def _train_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _run_training(cfg, run_dir: Path, args: argparse.Namespace) -> None:
-    import contextlib
-
     from nanofm.tasks import build_task
     from nanofm.tasks.base import task_trainer
     from nanofm.train import distributed

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 from nanofm.errors import DataError, UserError
+from nanofm.text_files import read_user_text
 
 C = TypeVar("C")
 
@@ -165,8 +166,6 @@ def to_yaml(cfg: Any) -> str:
 
 def read_file(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Read a YAML or JSON file into a dict, with each dotted key's 'file:line' (YAML) for messages."""
-    from nanofm.data.text_files import read_user_text
-
     path = Path(path)
     try:
         text = read_user_text(path)

@@ -35,11 +35,11 @@ from typing import NamedTuple
 
 from nanofm.config import ConfigError
 from nanofm.errors import DataError
+from nanofm.text_files import read_user_text, split_lines
 
 from .corpus import PACKAGES, SOURCES, looks_english, read_source
 from .sources import fortunes, libreoffice, normalize_space
 from .sources.debian import fetch_packages
-from .text_files import read_user_text
 from .translation import assign_groups
 
 SPLITS = ("train", "dev", "test")
@@ -98,8 +98,7 @@ def write_tagged(path: str | Path, sentences: Iterable[TaggedSentence]) -> None:
 
 
 def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    for n, line in enumerate(read_user_text(path).split("\n"), 1):
-        yield n, line.removesuffix("\r")
+    yield from enumerate(split_lines(read_user_text(path)), 1)
 
 
 def _two_fields(path: str | Path, n: int, line: str) -> tuple[str, str]:

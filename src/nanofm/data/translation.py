@@ -22,10 +22,10 @@ from pathlib import Path
 
 from nanofm.config import ConfigError
 from nanofm.errors import DataError
+from nanofm.text_files import read_user_text, split_lines
 
 from .sources import AlignedPair, bible, libreoffice
 from .sources.debian import fetch_packages
-from .text_files import read_user_text
 
 SPLITS = ("train", "valid", "test")
 PAIRS = {"es-en": ("es", "en"), "fr-en": ("fr", "en")}
@@ -198,11 +198,8 @@ def read_tsv(path: str | Path) -> list[tuple[str, str]]:
     """Read write_tsv's format (a leading UTF-8 BOM is dropped). A malformed line (not UTF-8, not exactly
     two tab-separated fields, an empty field) raises DataError("{path}:{line}: ...")."""
     pairs = []
-    lines = read_user_text(path).split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final line end
-    for n, line in enumerate(lines, 1):
-        fields = line.removesuffix("\r").split("\t")
+    for n, line in enumerate(split_lines(read_user_text(path)), 1):
+        fields = line.split("\t")
         if len(fields) != 2:
             raise DataError(f"{path}:{n}: expected 2 tab-separated fields, got {len(fields)}")
         if not (fields[0].strip() and fields[1].strip()):

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nanofm.text.wordpiece import WordPieceTokenizer
 from nanofm.errors import DataError
+from nanofm.text.wordpiece import WordPieceTokenizer
 
 FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 ROLES = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}

@@ -15,9 +15,8 @@ from typing import Any
 
 from torch import Tensor
 
-from nanofm.models.vit import ViT, ViTConfig
-
 from nanofm.errors import DataError
+from nanofm.models.vit import ViT, ViTConfig
 
 from .bert import labels_from_hf, labels_to_hf
 from .mapping import Converted, Plan, Rename, export_to_hf, load_from_hf

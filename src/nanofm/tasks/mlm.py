@@ -201,7 +201,7 @@ class FillMask:
                 raise DataError(f"{what}: its {past} past the model's {limit} tokens; put a [MASK] in the first {limit - 2}")
             lost = f"{past} past them and {'was' if one else 'were'} not filled" if kept < len(masks) else "every [MASK] lies within them"
             print(f"warning: {what} was truncated at the model's {limit} tokens: {lost}", file=sys.stderr)
-            ids, masks = self.tok.encode(text, max_length=limit).ids, masks[:kept]  # (limit,)
+            ids, masks = ids[: limit - 1] + [self.tok.sep_id], masks[:kept]  # (limit,): as encode(max_length=limit)
         probs = self.model(torch.tensor([ids])).logits[0, masks].softmax(-1)  # (M, V)
         top = probs.topk(k, dim=-1)
         return [[(self.tok.tokens([i])[0], p) for i, p in zip(idx.tolist(), pr.tolist())]

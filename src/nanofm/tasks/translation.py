@@ -24,6 +24,7 @@ from nanofm.models import IGNORE_INDEX, EncoderDecoder, EncoderDecoderConfig, Se
 from nanofm.models.decoding import beam_search, greedy_search
 from nanofm.registry import get_config
 from nanofm.text import Tokenizer, train_bpe
+from nanofm.text_files import decode_user_text, split_lines
 from nanofm.train import TrainConfig
 
 from .base import TaskParts
@@ -217,16 +218,11 @@ def build(cfg: TranslationConfig) -> TaskParts:
 def read_lines(path: str | Path | None = None) -> list[str]:
     r"""The lines of a UTF-8 file (None: standard input), split at "\n" (or "\r\n") only, so that outputs align
     with input lines: form feeds, U+2028 and the like stay inside their line; a final newline adds no line."""
-    from nanofm.data.text_files import decode_user_text
-
     if path is None and not hasattr(sys.stdin, "buffer"):  # a replaced stdin (a notebook, a test) holding text
         text = sys.stdin.read()
     else:  # bytes, so that the newlines are the file's own and a bad encoding names the file and line
         text = decode_user_text(sys.stdin.buffer.read() if path is None else Path(path).read_bytes(), path or "<stdin>")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return split_lines(text)
 
 
 class Translator:

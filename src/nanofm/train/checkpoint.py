@@ -341,9 +341,12 @@ def pick_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
     root = Path(run_dir) / "checkpoints"
     if which in ("best", "latest"):
         name = read_pointer(root, which) or (read_pointer(root, "latest") if which == "best" else None)
-        path, skipped = (root / name, []) if name else _first_usable(reversed(list_checkpoints(root)), verify)
-        if path is None:
-            raise CheckpointError(f"{root}: no complete checkpoint" + (f": {'; '.join(skipped)}" if skipped else ""))
+        if not name:  # no pointer: the newest checkpoint that verifies
+            path, skipped = _first_usable(reversed(list_checkpoints(root)), verify)
+            if path is None:
+                raise CheckpointError(f"{root}: no complete checkpoint" + (f": {'; '.join(skipped)}" if skipped else ""))
+            return path
+        path = root / name
     else:
         path = Path(which)
     verify(path)

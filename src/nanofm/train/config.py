@@ -54,7 +54,6 @@ class TrainConfig:
                 parse_duration(self.budget)
             except ConfigError as e:
                 raise ConfigError(f"budget: {e}", ("budget",)) from None
-        # only `steps` runs know their length here; epochs and budget runs warm up for at most all their steps (lr_at)
         require(bool(_DEVICE.match(self.device)), f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}",
                 "device")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 
 import torch
+
 from nanofm.errors import DataError
 
 

@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
+
 from nanofm.errors import DataError
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..text_files import read_user_text
+from nanofm.text_files import read_user_text
 
 PACKAGE = "fortunes-es"
 FORTUNE_DIRS = {"es": "usr/share/games/fortunes/es"}

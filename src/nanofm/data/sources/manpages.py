@@ -14,8 +14,9 @@ import re
 import shlex
 from pathlib import Path
 
+from nanofm.text_files import decode_user_text
+
 from . import normalize_space
-from ..text_files import decode_user_text
 
 PACKAGE = "manpages-es"
 MAN_DIRS = {"es": "usr/share/man/es"}
