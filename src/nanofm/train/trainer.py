@@ -217,12 +217,16 @@ class Trainer:
                 if pace is not None and self.total_steps is None:  # measure the warm-up, then fix the length
                     if self.step == pace.first_step + 1:
                         pace.mark(self.step)  # the first step (slower) is not timed
-                    elif pace.marked and (self.step >= pace.first_step + 1 + max(3, cfg.warmup_steps)
-                                          or time.perf_counter() - start > 0.1 * budget):
+                    elif pace.marked and self._agree(self.step >= pace.first_step + 1 + max(3, cfg.warmup_steps)
+                                                     or time.perf_counter() - start > 0.1 * budget):
                         t_step = pace.step_time(self.step)
-                        t_eval = self._timed_evaluation(start) if self.eval_data is not None else 0.0
-                        self._fix_total_steps(budget, start, t_step, t_eval, bar)
+                        pace.t_eval = self._timed_evaluation(start) if self.eval_data is not None else 0.0
+                        self._fix_total_steps(budget, start, t_step, pace.t_eval, bar)
                         pace.mark(self.step)
+                elif pace is not None and pace.marked and self.step >= pace.step + pace.replan_every(self.total_steps):
+                    # correct the length with the pace since the last fix: a machine that got busy (or idle) mid-run
+                    self._fix_total_steps(budget, start, pace.step_time(self.step), pace.t_eval, bar)
+                    pace.mark(self.step)
                 if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                     self._log_train(since_log, norm, bar, time.perf_counter() - start)
                     since_log = {"loss": 0.0, "weight": 0.0, "t": time.perf_counter()}
@@ -231,6 +235,7 @@ class Trainer:
                     t_eval = self._timed_evaluation(start)
                     if pace is not None and pace.marked and self.total_steps is not None and self.step > pace.step:
                         # correct the length with the pace seen since the last fix, and this evaluation's cost
+                        pace.t_eval = t_eval
                         self._fix_total_steps(budget, start, pace.step_time(self.step, t_eval), t_eval, bar)
                         pace.mark(self.step)
                 if cfg.save_every and self.step % cfg.save_every == 0 and not at_end:
@@ -337,9 +342,9 @@ class Trainer:
         remaining = budget - (time.perf_counter() - start) - t_eval - t_save - 0.3  # final eval, save, plot
         per_step = t_step + (t_eval / cfg.eval_every if cfg.eval_every else 0) + (t_save / cfg.save_every if cfg.save_every else 0)
         total = self.step + max(1, int(remaining / per_step))
-        first = self.total_steps is None
+        first, before = self.total_steps is None, self.total_steps or 0
         self.total_steps = int(dist.broadcast_object(total))
-        if self.dist.is_main:
+        if self.dist.is_main and (first or abs(self.total_steps - before) > 0.05 * before):  # news only
             verb = "->" if first else "-> corrected to"
             tqdm.write(f"budget {cfg.budget}: {t_step * 1e3:.1f} ms per step {verb} {self.total_steps} steps in all")
         bar.total = self.total_steps
@@ -354,11 +359,15 @@ class Trainer:
             tqdm.write(f"train.warmup_steps={cfg.warmup_steps} is not shorter than the run's {self.total_steps} steps: "
                        f"the warm-up is cut to {max(self.total_steps - 1, 0)} steps (lr peaks at the last step)")
 
+    def _agree(self, flag: bool) -> bool:
+        """A decision taken from this process's clock, made the same on every process (any one says yes)."""
+        if self.dist.enabled:
+            flag = bool(dist.all_reduce_sum(torch.tensor([float(flag)], device=self.device)).item())
+        return flag
+
     def _should_stop(self, done_micro: int, stop_after: int | None) -> bool:
-        stop = self._stop_signal is not None or (stop_after is not None and done_micro >= stop_after)
-        if self.dist.enabled:  # every process must agree, or the collectives hang
-            stop = bool(dist.all_reduce_sum(torch.tensor([float(stop)], device=self.device)).item())
-        return stop
+        # every process must agree, or the collectives hang
+        return self._agree(self._stop_signal is not None or (stop_after is not None and done_micro >= stop_after))
 
     # ------------------------------------------------------------------ evaluation, logging
 
@@ -559,12 +568,18 @@ class Trainer:
 class _Pace:
     """Step timing for budget runs: seconds per step since the last mark, evaluations and saves excluded."""
 
+    REPLANS = 10  # the length is corrected about this many times over the run, so a change of pace is caught
+
     def __init__(self, first_step: int):
         self.first_step, self.marked = first_step, False
-        self.t, self.step, self.overhead = 0.0, first_step, 0.0
+        self.t, self.step, self.overhead, self.t_eval = 0.0, first_step, 0.0, 0.0
 
     def mark(self, step: int) -> None:
         self.t, self.step, self.overhead, self.marked = time.perf_counter(), step, 0.0, True
+
+    def replan_every(self, total_steps: int | None) -> int:
+        """Steps between corrections: a step count (not a time), so that every process replans together."""
+        return max(5, (total_steps or 0) // self.REPLANS)
 
     def step_time(self, step: int, exclude: float = 0.0) -> float:
         return (time.perf_counter() - self.t - self.overhead - exclude) / max(1, step - self.step)
