@@ -360,7 +360,7 @@ def cmd_benchmark_vision(args: argparse.Namespace) -> None:
     from nanofm.tasks.benchmark_vision import benchmark_vision, format_vision_table
 
     result = benchmark_vision(args.scratch_config, args.mae_config, args.budget, args.out, args.pretrain_share,
-                              args.probe_budget, args.overrides)
+                              args.probe_budget, args.overrides, labels=args.labels)
     print(format_vision_table(result), end="")
     print(f"written to {Path(args.out) / 'table.md'} and table.json")
 
@@ -688,6 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--budget", default="30m", type=_duration, help="total training time of each column (default 30m)")
     q.add_argument("--pretrain-share", type=float, default=0.5, help="share of the budget spent on MAE pretraining (default 0.5)")
     q.add_argument("--probe-budget", default="3m", type=_duration, help="training time of the linear probe (default 3m)")
+    q.add_argument("--labels", type=_positive_int, default=None,
+                   help="labelled training images the supervised runs see (default: all); MAE pretrains on all, unlabelled")
     q.add_argument("--scratch-config", default="configs/vit-fmnist.yaml", help="the from-scratch run config")
     q.add_argument("--mae-config", default="configs/mae-vit-fmnist.yaml", help="the MAE pretraining run config")
     q.add_argument("--out", default="runs/benchmark-vision", help="folder for the runs, table.md and table.json")

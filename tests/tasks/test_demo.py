@@ -13,48 +13,18 @@ import pytest
 from PIL import Image
 
 from nanofm.cli import main
-from nanofm.data.fashion_mnist import prepare_fashion_mnist
-from nanofm.data.scenes import prepare_scenes
 from nanofm.tasks import demo_parts
 from nanofm.tasks.demo import PARTS, TITLES
-from tests.tasks.conftest import _corpus
-from tests.tasks.test_finetune import _task_dirs
-from tests.vision.fakes import write_idx
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _fake_fashion_mnist(src: Path) -> Path:
-    """Ten classes of 28x28 images (a bright band whose row is the class, plus noise) in Fashion-MNIST's files."""
-    rng = np.random.default_rng(0)
-    src.mkdir()
-    for prefix, n in (("train", 600), ("t10k", 200)):
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(labels):
-            images[i, 2 + 2 * c : 6 + 2 * c, 4:24] += 180
-        write_idx(src / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(src / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return src
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("demo-data")
-    data = tmp / "data"
-    data.mkdir()
-    shutil.copytree(FIXTURES / "translation-tiny", data / "translation-es-en")
-    _corpus(tmp).rename(data / "corpus-es")
-    (data / "beto-tasks").mkdir()
-    _task_dirs(data / "beto-tasks")  # a classification task and an NER task the tiny corpus can learn
-    src = _fake_fashion_mnist(tmp / "fmnist-src")
-    prepare_fashion_mnist(data / "fashion-mnist", src, val_size=50)
-    prepare_scenes(data / "fashion-scenes", src, pairs=300, limit=600)
-    return data
+def data(demo_data):
+    return demo_data
 
 
 def _demo(data: Path, out: Path, *extra: str) -> int:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from nanofm.config import ConfigError
+from nanofm.progress import progress_bar
 
 
 @dataclass
@@ -175,14 +176,12 @@ class NoiseSchedule(nn.Module):
                desc: str = "sampling") -> Tensor:
         """Start from x_T ~ N(0, I) of `shape` and denoise: DDIM over `steps` timesteps (default T) with
         `eta`, or ancestral DDPM over all T. Returns x0 (B, ...)."""
-        from tqdm.auto import tqdm
-
         x = torch.randn(shape, generator=generator, device=device) if x_T is None else x_T.clone()
         if sampler == "ddpm":
             times = list(range(self.T - 1, -1, -1))
         else:
             times = self.ddim_timesteps(steps or self.T)
-        for i, t in enumerate(tqdm(times, desc=desc, disable=not progress, leave=False)):
+        for i, t in enumerate(progress_bar(times, desc=desc, unit="step", enabled=progress, leave=False)):
             pred = denoise(x, torch.full((shape[0],), t, device=device, dtype=torch.long))
             if sampler == "ddpm":
                 x = self.ddpm_step(pred, x, t, generator)

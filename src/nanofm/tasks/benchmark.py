@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 from nanofm.config import ConfigError, apply_overrides, from_dict
+from nanofm.progress import progress_bar, write
+from nanofm.train.config import format_duration
+
+from .timeshare import TimeShare
 
 # The lecture's table (BETO paper, full scale, real benchmarks): for the reader, never mixed with ours.
 LECTURE = {"POS": (98.97, 97.10), "NER-C": (88.43, 87.38), "MLDoc": (95.60, 95.70), "PAWS-X": (89.05, 90.70),
@@ -48,10 +52,12 @@ def seed_dir(out: Path, seed: int) -> Path:
 
 
 def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str], out: str | Path,
-                   overrides: list[str] = (), log: Callable[[str], None] = print, progress: bool = False,
-                   seeds: int = 1) -> dict:
+                   overrides: list[str] = (), log: Callable[[str], None] = write, progress: bool = True,
+                   seeds: int = 1, deadline: float | None = None) -> dict:
     """Fine-tune every column on every task, `seeds` times (train.seed, +1, +2, ...); write out/table.md and
-    out/table.json; return the results: per cell the mean over seeds and each seed's score."""
+    out/table.json; return the results: per cell the mean over seeds and each seed's score. With a `deadline`
+    (a time.time() value) the runs share the time left before it equally (train.budget of each). `progress`
+    shows a bar over the runs and each run's training bar."""
     from nanofm.data.spanish_tasks import load_task
 
     if seeds < 1:
@@ -60,6 +66,8 @@ def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str],
     columns = [(f"{Path(r).name} (pretrained)", r, False) for r in run_dirs]
     columns.append((f"{Path(run_dirs[0]).name} architecture, random weights", run_dirs[0], True))
     rows = []
+    bar = progress_bar(total=len(tasks) * len(columns) * seeds, desc="benchmark beto", unit="run", enabled=progress)
+    share = TimeShare(deadline, [1.0] * (len(tasks) * len(columns) * seeds)) if deadline is not None else None
     for name in tasks:
         task_dir = Path(tasks_dir) / name
         task = load_task(task_dir)
@@ -69,13 +77,18 @@ def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str],
             runs = []
             for seed in range(seeds):
                 log(f"== {name}: {label}" + (f", seed {seed} ({seed + 1} of {seeds})" if seeds > 1 else ""))
+                budget = [f"train.budget={format_duration(share.start())}"] if share is not None else []
                 m = finetune_and_score(run, task_dir, scratch, seed_dir(out, seed) / name / f"column{col}",
-                                       list(overrides), progress, seed_offset=seed)
+                                       [*overrides, *budget], progress, seed_offset=seed)
+                if share is not None:
+                    share.finish()
                 runs.append(100 * m["score"])
+                bar.update(1)
                 log(f"   test {task.metric} {runs[-1]:.2f}")
             row["seed_scores"][label] = runs
             row["scores"][label] = _mean(runs)
         rows.append(row)
+    bar.close()
     result = {"columns": [c[0] for c in columns], "seeds": seeds, "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -14,6 +14,8 @@ from typing import Any, Callable
 from nanofm.config import ConfigError, apply_overrides, from_dict
 from nanofm.train.config import format_duration, parse_duration
 
+from .timeshare import TimeShare
+
 
 def train_run(cfg: Any, out: Path, progress: bool = False) -> dict[str, float]:
     """Train one task config into `out` (resuming if it was interrupted); test accuracy of the best
@@ -44,9 +46,13 @@ def train_run(cfg: Any, out: Path, progress: bool = False) -> dict[str, float]:
 
 def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str | Path, pretrain_share: float = 0.5,
                      probe_budget: str = "3m", overrides: list[str] = (), log: Callable[[str], None] = print,
-                     mae_overrides: list[str] = (), progress: bool = False) -> dict:
+                     mae_overrides: list[str] = (), progress: bool = False, labels: int | None = None,
+                     deadline: float | None = None, probe_weight: float = 0.35) -> dict:
     """Run the three columns; write out/table.md and out/table.json; return the results. `overrides` apply to
-    every run, `mae_overrides` to the MAE pretraining only (its decoder, its masking)."""
+    every run, `mae_overrides` to the MAE pretraining only (its decoder, its masking). `labels`: the supervised
+    runs (scratch, fine-tune, probe) see only that many labelled images; MAE pretrains on all images, unlabelled.
+    With a `deadline` (a time.time() value) the budgets come from the time left before it instead: the
+    scratch run and MAE + fine-tune get the same share, the probe `probe_weight` of it."""
     from nanofm.tasks import load_task_config
     from nanofm.tasks.vision import ImageClassifyTaskConfig, vision_finetune_config
 
@@ -55,18 +61,31 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     total = parse_duration(budget)
     out = Path(out)
     pre_budget, ft_budget = format_duration(total * pretrain_share), format_duration(total * (1 - pretrain_share))
+    few = [f"data.labels={labels}"] if labels is not None else []
+    share = TimeShare(deadline, [1.0, pretrain_share, 1 - pretrain_share, probe_weight]) if deadline is not None else None
 
+    def sized(length: str) -> str:  # the run's budget: as given, or its share of the time left
+        return length if share is None else format_duration(share.start())
+
+    def ended() -> None:
+        if share is not None:
+            share.finish()
+
+    budget = sized(budget)
     log(f"== ViT from scratch, {budget}")
-    scratch_cfg = load_task_config(scratch_config, [*overrides, f"train.budget={budget}"])
+    scratch_cfg = load_task_config(scratch_config, [*overrides, *few, f"train.budget={budget}"])
     scratch = train_run(scratch_cfg, out / "scratch", progress)
+    ended()
     log(f"   test accuracy {scratch['test_accuracy']:.4f}, {scratch['images_per_s']:.0f} images/s")
 
+    pre_budget = sized(pre_budget)
     mae_cfg = load_task_config(mae_config, [*overrides, *mae_overrides, f"train.budget={pre_budget}"])
     keys = ("d_model", "n_layers", "n_heads", "d_ff", "patch_size", "pool", "pos")
     if any(getattr(mae_cfg.model, k) != getattr(scratch_cfg.model, k) for k in keys):
         raise ConfigError(f"{mae_config} and {scratch_config} must describe the same ViT ({', '.join(keys)})")
     log(f"== MAE pretraining, {pre_budget}")
     mae = train_run(mae_cfg, out / "mae", progress)
+    ended()
     log(f"   {mae['images_per_s']:.0f} images/s")
 
     def from_mae(linear_probe: bool, length: str, name: str) -> dict[str, float]:
@@ -75,20 +94,24 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
             data["train"] = _as_dict(scratch_cfg.train)
             data["data"]["augment"] = _as_dict(scratch_cfg.data.augment)
         origins = {"": f"fine-tuning of {out / 'mae'}"}
-        apply_overrides(data, [*overrides, f"train.budget={length}"], origins)
+        apply_overrides(data, [*overrides, *few, f"train.budget={length}"], origins)
         return train_run(from_dict(ImageClassifyTaskConfig, data, origins), out / name, progress)
 
+    ft_budget = sized(ft_budget)
     log(f"== MAE encoder fine-tuned, {ft_budget}")
     finetuned = from_mae(False, ft_budget, "mae-finetune")
+    ended()
     log(f"   test accuracy {finetuned['test_accuracy']:.4f}")
+    probe_budget = sized(probe_budget)
     log(f"== linear probe of the MAE encoder, {probe_budget}")
     probe = from_mae(True, probe_budget, "mae-linear-probe")
+    ended()
     log(f"   test accuracy {probe['test_accuracy']:.4f}")
 
     result = {
         "model": f"ViT {scratch_cfg.model.d_model} wide, {scratch_cfg.model.n_layers} layers, patch {scratch_cfg.model.patch_size}",
         "data": scratch_cfg.data.dir, "budget": budget, "pretrain_budget": pre_budget, "finetune_budget": ft_budget,
-        "probe_budget": probe_budget, "scratch": scratch, "mae": mae, "mae_finetune": finetuned, "linear_probe": probe,
+        "probe_budget": probe_budget, "labels": labels, "scratch": scratch, "mae": mae, "mae_finetune": finetuned, "linear_probe": probe,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -114,4 +137,7 @@ def format_vision_table(r: dict) -> str:
         "",
         f"MAE + fine-tune minus from scratch: {100 * (f['test_accuracy'] - s['test_accuracy']):+.2f} points.",
     ]
+    if r.get("labels") is not None:
+        lines.append(f"The supervised runs saw {r['labels']:,} labelled training images; MAE pretrained on all of "
+                     "them, without labels.")
     return "\n".join(lines) + "\n"

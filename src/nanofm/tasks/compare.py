@@ -2,40 +2,74 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+import time
 from pathlib import Path
 
 from nanofm.train import load_model_weights
 from nanofm.train.checkpoint import pick_checkpoint
+from nanofm.train.config import format_duration
 from nanofm.train.run_folder import claim_run_folder
 from nanofm.train.tracking import read_metrics
 
 from . import build_task, load_task_config
 from .base import fit_to_end, task_trainer
-from .translation import evaluate_test
+from .timeshare import TimeShare
+from .translation import evaluate_test, subset, translate_ids
+
+MODELS = (("RNN: GRU + additive attention", "rnn"), ("Transformer", "transformer"))
+
+
+def decoding_cost(model, test, pad_id: int, beam: int, alpha: float, n: int, probe: int = 24) -> float:
+    """Seconds to decode n test sentences, from `probe` of them decoded by this model now: untrained, it
+    never stops before the length cap, so this is an upper bound of the trained model's cost."""
+    sample = subset(test, probe)  # spread over the split, as long as its sentences on average
+    t = time.perf_counter()
+    translate_ids(model, sample.src, pad_id, beam=beam, alpha=alpha, max_len=model.cfg.max_len - 1)
+    return (time.perf_counter() - t) * n / max(len(sample), 1)
 
 
 def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, transformer_config: str,
                         beam: int = 4, progress: bool = True, rnn_overrides: list[str] = (),
-                        transformer_overrides: list[str] = (), fresh: bool = True) -> str:
-    """Train both models for `budget` each, translate the test split with each one's best checkpoint,
-    and return (and write to out/table.md) a Markdown table. Runs go to out/translate-rnn and
-    out/translate-transformer: retrained from nothing when `fresh`, else resumed (or kept, when finished)."""
-    rows, examples = [], []
-    for name, config, extra in (("RNN: GRU + additive attention", rnn_config, rnn_overrides),
-                                ("Transformer", transformer_config, transformer_overrides)):
+                        transformer_overrides: list[str] = (), fresh: bool = True, test_sentences: int | None = None,
+                        deadline: float | None = None) -> str:
+    """Train both models for `budget` each, translate the test split (or `test_sentences` of it, spread
+    evenly) with each one's best checkpoint, and return (and write to out/table.md, numbers to table.json) a
+    Markdown table. Runs go to out/translate-rnn and out/translate-transformer: retrained from nothing when
+    `fresh`, else resumed (or kept, when finished). With a `deadline` (a time.time() value) the budget is
+    what is left before it, shared between the models' training once the test decodings' cost (measured
+    on each untrained model) is set aside: the comparison ends by the deadline."""
+    configs = {"rnn": (rnn_config, rnn_overrides), "transformer": (transformer_config, transformer_overrides)}
+    built = {}
+    for _, key in MODELS:
+        config, extra = configs[key]
         cfg = load_task_config(config, [f"train.budget={budget}", f"data.dir={data_dir}", *extra])
         parts = build_task(cfg)
+        test = subset(parts.extras["test"], test_sentences)
+        pad = parts.extras["tokenizer"].pad_id
+        cost = decoding_cost(parts.model, test, pad, beam, cfg.data.length_penalty, len(test)) if deadline else 0.0
+        built[key] = (cfg, parts, test, cost)
+    rows, examples, numbers = [], [], []
+    share = TimeShare(deadline, [1.0] * len(MODELS), overhead=max(2.0, 0.03 * (deadline - time.time()))) \
+        if deadline is not None else None
+    for i, (name, key) in enumerate(MODELS):
+        cfg, parts, test, _ = built[key]
         run_dir = out / cfg.task
-        print(f"\n== {name}: {parts.describe}")
+        if share is not None:  # this model's share of what is left, after every decoding still to come
+            share.reserve = sum(built[k][3] for _, k in MODELS[i:])
+            cfg.train.budget = format_duration(share.start())
+        print(f"\n== {name}: {parts.describe}" + (f"; training {cfg.train.budget}" if deadline else ""))
         with claim_run_folder(run_dir, overwrite=fresh):  # retrained from nothing: only ever a run folder is cleared
             trainer = task_trainer(parts, cfg, run_dir, None if fresh else "auto", progress)
             fit_to_end(trainer, run_dir)
+        if share is not None:
+            share.finish()
         records = read_metrics(run_dir / "metrics.jsonl")
         train_seconds = max((r["elapsed"] for r in records if "elapsed" in r), default=0.0)  # resumed runs included
         load_model_weights(parts.model, pick_checkpoint(run_dir, "best") / "model.safetensors")
-        tok, test = parts.extras["tokenizer"], parts.extras["test"]
-        result = evaluate_test(parts.model, tok, test, beam, cfg.data.length_penalty)
+        tok = parts.extras["tokenizer"]
+        result = evaluate_test(parts.model, tok, test, beam, cfg.data.length_penalty, progress=progress)
         speeds = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
         rows.append({
             "model": name,
@@ -47,18 +81,25 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
             "test chrF": f"{result['chrf']:.2f}",
             f"decoding (beam {beam}) sentences/s": f"{result['sentences_per_s']:.1f}",
         })
+        numbers.append({"model": key, "steps": trainer.step, "train_seconds": train_seconds, "bleu": result["bleu"],
+                        "chrf": result["chrf"], "test_seconds": result["seconds"],
+                        "test_seconds_estimated": built[key][3] or None})
         examples.append(result["hypotheses"])
         signature = result["bleu_signature"]
     header = list(rows[0])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r[h] for h in header) + " |" for r in rows]
     table = "\n".join(lines)
-    test_pairs = parts.extras["test"].pairs
+    test_pairs = test.pairs
     shown = [f"- **source:** {test_pairs[i][0]}  \n  **reference:** {test_pairs[i][1]}  \n"  # Markdown line breaks
              f"  **RNN:** {examples[0][i]}  \n  **Transformer:** {examples[1][i]}" for i in range(0, len(test_pairs), max(1, len(test_pairs) // 10))][:10]
-    report = (f"# Translation: RNN with attention vs Transformer ({Path(data_dir).name}, budget {budget} each)\n\n"
-              f"{table}\n\nBLEU signature: {signature}\n\n## Ten held-out examples\n\n" + "\n".join(shown) + "\n")
+    each = "the time left shared" if deadline else f"budget {budget} each"
+    scope = f"{len(test_pairs):,} test sentences spread over the split" if test_sentences else f"all {len(test_pairs):,} test sentences"
+    report = (f"# Translation: RNN with attention vs Transformer ({Path(data_dir).name}, {each})\n\n"
+              f"{table}\n\nBLEU on {scope}, beam {beam}; signature: {signature}\n\n## Ten held-out examples\n\n"
+              + "\n".join(shown) + "\n")
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(report)
+    (out / "table.json").write_text(json.dumps({"test_sentences": len(test_pairs), "beam": beam, "rows": numbers}, indent=1) + "\n")
     print("\n" + report)
     return report

@@ -1,15 +1,22 @@
-"""The demo's four parts. Each trains through the library's benchmark functions within its budget and
-returns its report section in Markdown, with pictures as paths relative to the demo folder."""
+"""The demo's four parts. Each trains through the library's benchmark functions and ends by its deadline
+(the part's start + its budget): the work after training (test decoding, scoring, sampling, pictures) is
+estimated or measured first and set aside, and training runs share what is left (see timeshare.py).
+Each returns its report section in Markdown (pictures as paths relative to the demo folder) and its
+figures, the plain numbers demo_claims.py judges."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 from nanofm.train.config import format_duration as duration
 from nanofm.train.tracking import read_metrics
 
-from .demo import FILL_MASK, SAMPLING, TRAIN_SHARE, Demo
+from .demo import FILL_MASK, LABELS, SAMPLING, TEST_SENTENCES, Demo
+
+Section = tuple[str, dict[str, Any]]
 
 
 def _demote(markdown: str) -> str:
@@ -21,18 +28,35 @@ def _figure(demo: Demo, path: Path, caption: str) -> str:
     return f"![{caption}]({path.relative_to(demo.out).as_posix()})\n\n*{caption}*\n" if path.is_file() else ""
 
 
-def translation(demo: Demo, budget: float) -> str:
+def _tail(budget: float, seconds: float) -> float:
+    """Time kept for a part's last step (pictures, its section): `seconds`, at most 5% of a small budget."""
+    return min(seconds, 0.05 * budget)
+
+
+def _precision(run: Path) -> str:
+    """The precision a run trained in (bf16 autocast only where it was measured faster), from its checkpoint."""
+    from nanofm.train.checkpoint import pick_checkpoint
+
+    try:
+        return json.loads((pick_checkpoint(run, "latest") / "trainer_state.json").read_text()).get("precision", "fp32")
+    except (OSError, ValueError):
+        return "?"
+
+
+def translation(demo: Demo, budget: float) -> Section:
     from nanofm.tasks.compare import compare_translation
     from nanofm.tasks.translation import Translator
     from nanofm.viz import plot_attention
 
-    out = demo.out / "translation"
-    each = duration(budget * TRAIN_SHARE / 2)
-    demo.banner("translation", f"training the RNN and the Transformer, {each} each")
-    report = compare_translation(each, str(demo.dataset("translation")), out, str(demo.config("translate-rnn-es-en.yaml")),
+    out, end = demo.out / "translation", time.time() + budget
+    n_test = TEST_SENTENCES[demo.preset]
+    demo.banner("translation", f"the RNN and the Transformer share {duration(budget)}, their test decoding "
+                               f"({n_test} sentences) set aside first")
+    report = compare_translation("1m", str(demo.dataset("translation")), out, str(demo.config("translate-rnn-es-en.yaml")),
                                  str(demo.config("translate-transformer-es-en.yaml")), progress=demo.progress,
-                                 rnn_overrides=demo.tiny("translate-rnn"),
-                                 transformer_overrides=demo.tiny("translate-transformer"), fresh=False)
+                                 rnn_overrides=demo.overrides("translate-rnn"),
+                                 transformer_overrides=demo.overrides("translate-transformer"), fresh=False,
+                                 test_sentences=n_test, deadline=end - _tail(budget, 10.0))  # the attention maps below
     demo.banner("translation", "attention maps of a test sentence")
     source = (demo.dataset("translation") / "test.tsv").read_text(encoding="utf-8").splitlines()[0].split("\t")[0]
     parts = [_demote(report), ""]
@@ -44,99 +68,155 @@ def translation(demo: Demo, budget: float) -> str:
         png = plot_attention(src, tgt, maps, out / f"attention-{run}.png", title=f"{source}  ->  {hypothesis}")
         parts.append(_figure(demo, png, f"{what}, translating \u201c{source}\u201d"))
     parts += [_figure(demo, out / run / "loss_curve.png", f"loss curve: {run}") for run in ("translate-rnn", "translate-transformer")]
-    return "\n".join(parts)
+    table = json.loads((out / "table.json").read_text())
+    bleu = {r["model"]: r["bleu"] for r in table["rows"]}
+    figures = {"bleu_rnn": bleu["rnn"], "bleu_transformer": bleu["transformer"], "test_sentences": table["test_sentences"],
+               "precision": {r: _precision(out / f"translate-{r}") for r in ("rnn", "transformer")}}
+    return "\n".join(parts), figures
 
 
-def bert(demo: Demo, budget: float) -> str:
+def bert(demo: Demo, budget: float) -> Section:
     from nanofm.data.spanish_tasks import load_task
     from nanofm.tasks import load_task_config
     from nanofm.tasks.benchmark import benchmark_beto, format_table
     from nanofm.tasks.benchmark_vision import train_run
     from nanofm.tasks.mlm import FillMask
 
-    out = demo.out / "bert"
+    out, end = demo.out / "bert", time.time() + budget
+    labels = LABELS[demo.preset]["bert"]
     tasks_dir = demo.dataset("tasks")
     listing = tasks_dir / "tasks.json"  # written by `nanofm data prepare beto-tasks`, in the table's order
     tasks = list(json.loads(listing.read_text())) if listing.is_file() else \
         sorted(p.parent.name for p in tasks_dir.glob("*/task.json"))
-    pretrain = duration(budget * TRAIN_SHARE * 0.55)
-    per_run = duration(budget * TRAIN_SHARE * 0.45 / max(1, 2 * len(tasks)))
+    pretrain = duration(budget * PRETRAIN_SHARE)
     demo.banner("bert", f"masked-language-model pretraining on {demo.dataset('corpus')}, {pretrain}")
     cfg = load_task_config(demo.config("bert-mini-mlm-es.yaml"),
-                           [f"train.budget={pretrain}", f"data.dir={demo.dataset('corpus')}", *demo.tiny("mlm")])
+                           [f"train.budget={pretrain}", f"data.dir={demo.dataset('corpus')}", *demo.overrides("mlm")])
     run = out / "pretrain"
     trained = train_run(cfg, run, demo.progress)
     ev = [r for r in read_metrics(run / "metrics.jsonl") if "eval/accuracy" in r][-1]
     lines = [f"Pretraining: {cfg.model.n_layers} layers, width {cfg.model.d_model}, {trained['steps']} steps in "
-             f"{trained['seconds'] / 60:.1f} min. Held-out masked tokens: accuracy **{100 * ev['eval/accuracy']:.2f}%** "
-             f"(frequency baseline {100 * ev['eval/baseline_accuracy']:.2f}%), perplexity {ev['eval/perplexity']:.1f}.", "",
+             f"{trained['seconds'] / 60:.1f} min ({_precision(run)}). Held-out masked tokens: accuracy "
+             f"**{100 * ev['eval/accuracy']:.2f}%** (frequency baseline {100 * ev['eval/baseline_accuracy']:.2f}%), "
+             f"perplexity {ev['eval/perplexity']:.1f}.", "",
              "### Fill-mask", "", "| sentence | top 3 (probability) |", "|---|---|"]
     fill = FillMask.load(run)
     for text in FILL_MASK:
         top = fill(text, k=3)[0]
         lines.append(f"| {text} | " + ", ".join(f"{tok} ({p:.2f})" for tok, p in top) + " |")
     lines.append("")
+    figures: dict[str, Any] = {"masked_accuracy": 100 * ev["eval/accuracy"], "gains": {}, "labels": labels}
     if tasks:
-        demo.banner("bert", f"the BETO-style table: {len(tasks)} tasks x 2 models, {per_run} of fine-tuning each")
+        demo.banner("bert", f"the BETO-style table: {len(tasks)} tasks x 2 models share {duration(max(end - time.time(), 0))}, "
+                            f"{labels} labelled examples per task")
         result = benchmark_beto([str(run)], tasks_dir, tasks, out / "table",
-                                [f"train.budget={per_run}", *demo.tiny("finetune")], progress=demo.progress)
+                                [f"data.labels={labels}", *demo.overrides("finetune")], progress=demo.progress,
+                                deadline=end - _tail(budget, 3.0))  # the table and the section
         silver = [t for t in tasks if load_task(tasks_dir / t).silver]
-        lines += ["### Fine-tuning: pretrained vs random weights", "", format_table(result)]
+        lines += ["### Fine-tuning: pretrained vs random weights", "",
+                  f"Each run fine-tunes on {labels} labelled training examples of its task (a seeded random "
+                  "choice, the same for both columns): the scarce-label setting where a pretrained model pays most.",
+                  "", format_table(result)]
         if silver:
             lines.append(f"Silver labels (spaCy's `es_core_news_sm`, not human): {', '.join(silver)}.\n")
+        cols = result["columns"]
+        figures["gains"] = {row["task"]: row["scores"][cols[0]] - row["scores"][cols[-1]] for row in result["rows"]}
     lines.append(_figure(demo, run / "loss_curve.png", "masked-language-model pretraining: loss curve"))
-    return "\n".join(lines)
+    return "\n".join(lines), figures
 
 
-def vision(demo: Demo, budget: float) -> str:
+PRETRAIN_SHARE = 0.55  # of the BERT part: pretraining; the rest fine-tunes the table
+
+
+def vision(demo: Demo, budget: float) -> Section:
     from nanofm.tasks.benchmark_vision import benchmark_vision, format_vision_table
 
-    out = demo.out / "vision"
-    train = budget * TRAIN_SHARE
-    total, probe = duration(train * 0.85 / 2), duration(train * 0.15)
-    demo.banner("vision", f"ViT from scratch {total}, MAE pretraining + fine-tuning {total} in all, linear probe {probe}")
-    result = benchmark_vision(str(demo.config("vit-fmnist.yaml")), str(demo.config("mae-vit-fmnist.yaml")), total, out,
-                              probe_budget=probe, overrides=[f"data.dir={demo.dataset('fmnist')}", *demo.tiny("vit")],
-                              mae_overrides=demo.tiny("mae"), progress=demo.progress)
-    return "\n".join([format_vision_table(result),
-                      _figure(demo, out / "mae" / "reconstructions.png", "MAE reconstructions of held-out images"),
-                      _figure(demo, out / "mae-finetune" / "attention_rollout.png",
-                              "attention rollout of the MAE-pretrained, fine-tuned ViT on test images"),
-                      _figure(demo, out / "mae-finetune" / "confusion_matrix.png", "its confusion matrix (test)"),
-                      _figure(demo, out / "scratch" / "loss_curve.png", "loss curve: ViT from scratch"),
-                      _figure(demo, out / "mae" / "loss_curve.png", "loss curve: MAE pretraining")])
+    out, end = demo.out / "vision", time.time() + budget
+    labels = LABELS[demo.preset]["vision"]
+    demo.banner("vision", f"ViT from scratch against MAE pretraining + fine-tuning, and a linear probe, sharing "
+                          f"{duration(budget)}; {labels} labelled images")
+    result = benchmark_vision(str(demo.config("vit-fmnist.yaml")), str(demo.config("mae-vit-fmnist.yaml")), "1m", out,
+                              overrides=[f"data.dir={demo.dataset('fmnist')}", *demo.overrides("vit")],
+                              mae_overrides=demo.overrides("mae"), progress=demo.progress, labels=labels,
+                              deadline=end - _tail(budget, 5.0))  # the pictures and the section
+    section = "\n".join([format_vision_table(result),
+                         _figure(demo, out / "mae" / "reconstructions.png", "MAE reconstructions of held-out images"),
+                         _figure(demo, out / "mae-finetune" / "attention_rollout.png",
+                                 "attention rollout of the MAE-pretrained, fine-tuned ViT on test images"),
+                         _figure(demo, out / "mae-finetune" / "confusion_matrix.png", "its confusion matrix (test)"),
+                         _figure(demo, out / "scratch" / "loss_curve.png", "loss curve: ViT from scratch"),
+                         _figure(demo, out / "mae" / "loss_curve.png", "loss curve: MAE pretraining")])
+    figures = {"scratch": 100 * result["scratch"]["test_accuracy"],
+               "mae_finetune": 100 * result["mae_finetune"]["test_accuracy"],
+               "linear_probe": 100 * result["linear_probe"]["test_accuracy"], "labels": labels}
+    return section, figures
 
 
-def t2i(demo: Demo, budget: float) -> str:
+def t2i(demo: Demo, budget: float) -> Section:
     from nanofm.data.scenes import load_scenes
-    from nanofm.tasks import load_task_config
+    from nanofm.tasks import build_task, load_task_config
     from nanofm.tasks.benchmark_t2i import TextToImage, benchmark_t2i, caption_grid, format_t2i_table, write_unclip
     from nanofm.tasks.benchmark_vision import train_run
 
-    out = demo.out / "t2i"
-    train = budget * TRAIN_SHARE
+    from .timeshare import TimeShare
+
+    out, end = demo.out / "t2i", time.time() + budget
+    sampling = SAMPLING[demo.preset]
     data = [f"data.dir={demo.dataset('scenes')}"]
     clip = [f"clip={out / 'clip'}"]
-    for name, config, share, extra in (("clip", "clip-scenes.yaml", 0.2, []), ("prior", "prior-scenes.yaml", 0.12, clip),
-                                       ("decoder", "decoder-scenes.yaml", 0.58, clip),
-                                       ("verifier", "verifier-scenes.yaml", 0.1, [])):
-        length = duration(train * share)
-        demo.banner("t2i", f"training the {name}, {length}")
-        cfg = load_task_config(demo.config(config), [f"train.budget={length}", *data, *extra, *demo.tiny(name)])
+    verifier = demo.verifier()  # the judge: trained before the budget (laptop) or inside it (tiny)
+    runs = [("clip", "clip-scenes.yaml", 0.2, []), ("prior", "prior-scenes.yaml", 0.12, clip),
+            ("decoder", "decoder-scenes.yaml", 0.68, clip)]
+    if verifier is None:
+        runs.append(("verifier", "verifier-scenes.yaml", 0.1, []))
+        verifier = out / "verifier"
+    share = TimeShare(end - _tail(budget, 5.0), [w for _, _, w, _ in runs])  # the section
+    for name, config, _, extra in runs:
+        if name == "decoder":  # the sampling to come is timed on the decoder about to train, and set aside
+            cfg = load_task_config(demo.config(config), ["train.budget=1m", *data, *extra, *demo.overrides(name)])
+            share.reserve = sampling_cost(build_task(cfg), sampling["n"] + 20, sampling["steps"])  # + the grid's 20
+        length = duration(share.start())
+        demo.banner("t2i", f"training the {name}, {length}" +
+                    (f" ({duration(share.reserve)} set aside for sampling)" if name == "decoder" else ""))
+        cfg = load_task_config(demo.config(config), [f"train.budget={length}", *data, *extra, *demo.overrides(name)])
         train_run(cfg, out / name, demo.progress)
+        share.finish()
     write_unclip(out / "unclip", out / "prior", out / "decoder")
-    sampling = SAMPLING[demo.preset]
-    demo.banner("t2i", f"measuring: {sampling['n']} captions per row, DDIM {sampling['steps']} steps")
-    result = benchmark_t2i(out / "unclip", out / "verifier", n=sampling["n"], steps=sampling["steps"],
-                           fmnist=demo.dataset("fmnist"), out=out / "table", progress=demo.progress)
+    demo.banner("t2i", f"measuring: {sampling['n']} one-item captions, DDIM {sampling['steps']} steps")
+    result = benchmark_t2i(out / "unclip", verifier, n=sampling["n"], steps=sampling["steps"],
+                           fmnist=demo.dataset("fmnist"), out=out / "table", progress=demo.progress, quick=True)
     demo.banner("t2i", "a grid of ten test captions")
     png, captions = caption_grid(TextToImage.load(out / "unclip"), load_scenes(demo.dataset("scenes"), "test"),
                                  out / "grid.png", steps=sampling["steps"])
     (out / "grid.json").write_text(json.dumps(captions, ensure_ascii=False, indent=1) + "\n")
     listed = "\n".join(f"{i + 1}. {c}" for i, c in enumerate(captions))
-    return "\n".join([format_t2i_table(result), "### Ten test captions", "", listed, "",
-                      _figure(demo, png, "generated images for the ten captions, two seeds each, above a real scene"),
-                      _figure(demo, out / "decoder" / "loss_curve.png", "loss curve: diffusion decoder")])
+    judge = (f"The verifier that scores the images is `{verifier}`, " +
+             ("trained before the demo's budget started (cached, 8 minutes once), never on generated images."
+              if verifier != out / "verifier" else "trained inside this part's budget."))
+    rows = {r["measure"]: r["value"] for r in result["rows"]}
+    figures = {"fidelity": 100 * rows["caption fidelity, one item, seen combinations"],
+               "verifier": 100 * rows["verifier on the real scenes of those captions (one item, seen combinations)"],
+               "captions": sampling["n"],
+               "clip_top1": 100 * rows["CLIP top-1 caption retrieval among 100 (test scenes)"]}
+    section = "\n".join([format_t2i_table(result), judge, "", "### Ten test captions", "", listed, "",
+                         _figure(demo, png, "generated images for the ten captions, two seeds each, above a real scene"),
+                         _figure(demo, out / "decoder" / "loss_curve.png", "loss curve: diffusion decoder")])
+    return section, figures
+
+
+def sampling_cost(parts: Any, images: int, steps: int) -> float:
+    """Seconds to sample `images` with `steps` DDIM steps, from one timed forward of the (untrained) decoder
+    on a training batch: each step runs the batch twice (classifier-free guidance)."""
+    import torch
+
+    batch = parts.collate([parts.train_data[i] for i in range(min(64, len(parts.train_data)))])
+    model = parts.model.eval()
+    with torch.no_grad():
+        model(**batch)  # warm-up
+        t = time.perf_counter()
+        model(**batch)
+        per_image = (time.perf_counter() - t) / len(next(iter(batch.values())))
+    return per_image * images * steps * 2 * 1.2  # 1.2: the prior, CLIP and the verifier
 
 
 RUNNERS = {"translation": translation, "bert": bert, "vision": vision, "t2i": t2i}

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from nanofm.config import require_fits
+from nanofm.config import require, require_fits
 from nanofm.data import PadCollate
 from nanofm.data.spanish_tasks import TaskData, load_task
 from nanofm.errors import DataError
@@ -38,6 +38,11 @@ class FinetuneDataConfig:
     dir: str = "data/beto-tasks/libreoffice-area"  # task folder: task.json, train.tsv, dev.tsv, test.tsv
     tokenizer: str = "data/corpus-es/tokenizer.json"  # the pretrained model's tokenizer (a file, or a Hugging Face folder)
     max_len: int = 128  # longer examples are truncated
+    labels: int | None = None  # train on this many labelled examples (a seeded random choice; None: all), the
+    # scarce-label setting where pretraining pays most
+
+    def __post_init__(self):
+        require(self.labels is None or self.labels >= 1, f"must be at least 1 (or null: all), got {self.labels}", "labels")
 
 
 @dataclass
@@ -156,6 +161,9 @@ def build(cfg: FinetuneTaskConfig) -> TaskParts:
         start = f"pretrained weights {weights}"
     max_len = min(cfg.data.max_len, cfg.model.max_len)
     train, dev, test = (encode_examples(task, s, tok, max_len) for s in ("train", "dev", "test"))
+    if cfg.data.labels is not None and cfg.data.labels < len(train):
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.train.seed))
+        train = [train[i] for i in sorted(order[: cfg.data.labels].tolist())]
     collate = PadCollate({"tokens": tok.pad_id, "segments": 0, "targets": IGNORE_INDEX})
 
     def report(model, eval_data, metrics) -> str:

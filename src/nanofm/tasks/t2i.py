@@ -29,6 +29,7 @@ from nanofm.models.clip import CLIP, CLIPConfig
 from nanofm.models.dit import DiffusionDecoder, DiTConfig
 from nanofm.models.prior import DiffusionPrior, PriorConfig
 from nanofm.models.verifier import SceneVerifier, VerifierConfig
+from nanofm.progress import progress_bar
 from nanofm.registry import get_config
 from nanofm.text.wordpiece import WordPieceTokenizer
 from nanofm.train import TrainConfig, collate_generator
@@ -218,12 +219,11 @@ def load_clip(run_dir: str | Path, checkpoint: str = "best") -> tuple[CLIPTaskCo
 @torch.no_grad()
 def image_embeddings(clip: CLIP, images: Tensor, batch: int = 500, desc: str = "") -> Tensor:
     """uint8 scenes (N, C, H, W) -> CLIP image embeddings (N, E), in batches, on CLIP's device."""
-    from tqdm.auto import tqdm
-
     dev = next(clip.parameters()).device
     chunks = range(0, len(images), batch)
     return torch.cat([clip.encode_image(to_model_range(images[i : i + batch]).to(dev)).cpu()
-                      for i in tqdm(chunks, desc=desc or "CLIP image embeddings", leave=False, disable=len(chunks) < 4)])
+                      for i in progress_bar(chunks, desc=desc or "CLIP image embeddings", unit="batch", leave=False,
+                                           enabled=len(chunks) >= 4)])
 
 
 # ---------------------------------------------------------------- prior

@@ -18,10 +18,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from nanofm.config import require_fits
+from nanofm.config import require, require_fits
 from nanofm.data import PadCollate
 from nanofm.models import IGNORE_INDEX, EncoderDecoder, EncoderDecoderConfig, Seq2SeqRNN, Seq2SeqRNNConfig
 from nanofm.models.decoding import beam_search, greedy_search
+from nanofm.progress import progress_bar
 from nanofm.registry import get_config
 from nanofm.text import Tokenizer, train_bpe
 from nanofm.text_files import decode_user_text, split_lines
@@ -35,9 +36,15 @@ class TranslationDataConfig:
     dir: str = "data/translation-es-en"  # folder with train.tsv, valid.tsv, test.tsv
     vocab_size: int = 8000  # BPE vocabulary shared by both languages, learned on train.tsv only
     max_tokens: int = 96  # training pairs longer than this (either side) are left out
-    bleu_sentences: int = 300  # valid sentences translated (greedy) at each evaluation for BLEU / chrF
+    bleu_sentences: int = 300  # valid sentences translated (greedy) at each evaluation for BLEU / chrF (0: loss only)
+    valid_sentences: int | None = None  # evaluate on the first this many valid pairs only (None: all of them)
     test_beam: int = 4  # beam size of the final test report (1 = greedy)
     length_penalty: float = 0.6  # GNMT length-penalty exponent for beam search
+
+    def __post_init__(self):
+        require(self.bleu_sentences >= 0, f"must be 0 (loss only) or more, got {self.bleu_sentences}", "bleu_sentences")
+        require(self.valid_sentences is None or self.valid_sentences >= 1,
+                f"must be at least 1 (or null: all), got {self.valid_sentences}", "valid_sentences")
 
 
 def _train_defaults(lr: float) -> TrainConfig:
@@ -115,21 +122,43 @@ def collate_for(tok: Tokenizer) -> PadCollate:
 # ---------------------------------------------------------------- translating and scoring
 
 
+def decode_limit(src_len: int) -> int:
+    """The longest output decoded for a source of src_len tokens: an untrained model that never says EOS
+    costs 1.5x + 10 tokens, not the model's maximum length."""
+    return int(src_len * 1.5 + 10)
+
+
+def subset(data: TranslationDataset, n: int | None) -> TranslationDataset:
+    """n pairs spread evenly over the split (all of them when n is None or larger), in order."""
+    if n is None or n >= len(data):
+        return data
+    picked = [round(i * len(data) / n) for i in range(n)]
+    out = TranslationDataset.__new__(TranslationDataset)
+    out.pairs, out.src, out.tgt = [data.pairs[i] for i in picked], [data.src[i] for i in picked], [data.tgt[i] for i in picked]
+    out.bos, out.eos, out.lengths = data.bos, data.eos, [data.lengths[i] for i in picked]
+    return out
+
+
 @torch.no_grad()
 def translate_ids(model, sources: list[Tensor], pad_id: int, beam: int = 1, alpha: float = 0.6,
-                  max_len: int = 128, batch_size: int = 64) -> list[list[int]]:
-    """Token ids (each ending in EOS) -> output ids, in order; batches sorted by length for speed."""
+                  max_len: int = 128, batch_size: int = 64, progress: bool = False) -> list[list[int]]:
+    """Token ids (each ending in EOS) -> output ids, in order; batches sorted by length for speed. With
+    `progress`, a bar over the sentences when they make more than a few batches."""
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     outputs: list[list[int]] = [[] for _ in sources]
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        src = torch.nn.utils.rnn.pad_sequence([sources[i] for i in idx], batch_first=True, padding_value=pad_id).to(device)
-        limit = min(max_len, int(src.size(1) * 2 + 10))
-        out = greedy_search(model, src, limit) if beam == 1 else beam_search(model, src, beam, limit, alpha)
-        for i, row in zip(idx, out.tolist()):
-            outputs[i] = row
+    how = "greedy" if beam == 1 else f"beam {beam}"
+    with progress_bar(total=len(order), desc=f"decoding ({how})", unit="sentence",
+                      enabled=progress and len(order) > 3 * batch_size) as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            src = torch.nn.utils.rnn.pad_sequence([sources[i] for i in idx], batch_first=True, padding_value=pad_id).to(device)
+            limit = min(max_len, decode_limit(src.size(1)))
+            out = greedy_search(model, src, limit) if beam == 1 else beam_search(model, src, beam, limit, alpha)
+            for i, row in zip(idx, out.tolist()):
+                outputs[i] = row
+            bar.update(len(idx))
     return outputs
 
 
@@ -153,10 +182,13 @@ def make_metrics(tok: Tokenizer, n_sentences: int):
     return compute_metrics
 
 
-def evaluate_test(model, tok: Tokenizer, test: TranslationDataset, beam: int, alpha: float) -> dict[str, object]:
-    """Translate the whole test split; BLEU, chrF, signatures, and decoding speed."""
+def evaluate_test(model, tok: Tokenizer, test: TranslationDataset, beam: int, alpha: float,
+                  progress: bool = False) -> dict[str, object]:
+    """Translate the whole test split (with a progress bar if `progress`); BLEU, chrF, signatures, and
+    decoding speed."""
     t = time.perf_counter()
-    outs = translate_ids(model, test.src, tok.pad_id, beam=beam, alpha=alpha, max_len=model.cfg.max_len - 1)
+    outs = translate_ids(model, test.src, tok.pad_id, beam=beam, alpha=alpha, max_len=model.cfg.max_len - 1,
+                         progress=progress)
     seconds = time.perf_counter() - t
     hyps = [tok.decode(o) for o in outs]
     result = score(hyps, [p[1] for p in test.pairs])
@@ -192,6 +224,7 @@ def build(cfg: TranslationConfig) -> TaskParts:
     model = build_model(cfg)
     train = TranslationDataset(train_pairs, tok, cfg.data.max_tokens, drop_long=True)
     valid = TranslationDataset(read_tsv(root / "valid.tsv"), tok, cfg.model.max_len - 2, drop_long=False)
+    valid = subset(valid, cfg.data.valid_sentences)
     test = TranslationDataset(read_tsv(root / "test.tsv"), tok, cfg.model.max_len - 2, drop_long=False)
 
     def report(model, eval_data, metrics) -> str:
@@ -204,7 +237,7 @@ def build(cfg: TranslationConfig) -> TaskParts:
     arch = "Transformer encoder-decoder" if cfg.task == "translate-transformer" else "GRU encoder-decoder with additive attention"
     return TaskParts(
         model=model, train_data=train, eval_data=valid, collate=collate_for(tok),
-        compute_metrics=make_metrics(tok, cfg.data.bleu_sentences), report=report,
+        compute_metrics=make_metrics(tok, cfg.data.bleu_sentences) if cfg.data.bleu_sentences else None, report=report,
         describe=(f"translation ({root.name}): {arch}; {len(train)} training pairs, {len(valid)} valid, {len(test)} test; "
                   f"BPE vocabulary {tok.vocab_size}"),
         files={"tokenizer.json": tok_path},

@@ -36,6 +36,9 @@ class ImageDataConfig:
     eval_split: str = "val"  # split scored while training (the best checkpoint is chosen on it)
     test_split: str | None = "test"  # split reported at the end (None: none)
     val_size: int = 0  # > 0: hold this many training images out as the eval split instead (folders without one)
+    labels: int | None = None  # classification: train on this many labelled images (as even across classes as the
+    # data allows, chosen by train.seed; all when there are fewer), the scarce-label setting where pretraining
+    # pays most; None: all of them
     mean: list[float] | None = None  # per-channel normalisation; None: measured on the training split
     std: list[float] | None = None
     classes: list[str] | None = None  # filled in from the data (kept in the run's config for `classify`)
@@ -71,6 +74,10 @@ class MAETaskConfig:
                                             betas=(0.9, 0.95), eval_every=1000, save_every=500, best_metric=None,
                                             log_every=20)
     )  # the training run
+
+    def __post_init__(self):
+        require(self.data.labels is None, "MAE pretraining uses no labels: set data.labels on the fine-tuning run",
+                "data.labels")
 
 
 class ImageExamples(Sequence):
@@ -175,6 +182,8 @@ def load_mae_encoder(vit: ViT, path: str | Path) -> Path:
 
 def build_classify(cfg: ImageClassifyTaskConfig) -> TaskParts:
     train, evals, test = load_image_data(cfg.data, cfg.train.seed)
+    if cfg.data.labels is not None:
+        train = _few_labels(train, cfg.data.labels, cfg.train.seed, cfg.data.dir)
     cfg.model = _fit_model_to_data(cfg.model, train, len(train.classes))
     torch.manual_seed(cfg.train.seed)
     model = ViT(cfg.model)
@@ -205,6 +214,23 @@ def build_classify(cfg: ImageClassifyTaskConfig) -> TaskParts:
                   f"{len(eval_data)} {cfg.data.eval_split}, {len(test_data or [])} test; {mode} from {start}"),
         extras={"test": test_data},
     )
+
+
+def _few_labels(train: ImageSet, n: int, seed: int, where: str) -> ImageSet:
+    """n training images, the classes taking turns (a class that runs out leaves its turn to the others),
+    each class's images in a seeded random order: the same n images for the same seed."""
+    if n < 1:
+        raise ConfigError(f"data.labels={n} must be at least 1 (or null: all the training images of {where})")
+    if n >= len(train.labels):
+        return train
+    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(seed))
+    by_class = [order[train.labels[order] == c] for c in range(len(train.classes))]
+    rank = torch.empty(len(train.labels), dtype=torch.long)  # the round in which each image is taken
+    for idx in by_class:
+        rank[idx] = torch.arange(len(idx))
+    chosen = sorted(order.tolist(), key=lambda i: (int(rank[i]), int(train.labels[i])))[:n]
+    idx = torch.tensor(sorted(chosen))
+    return ImageSet(train.images[idx], train.labels[idx], train.classes)
 
 
 def build_mae(cfg: MAETaskConfig) -> TaskParts:

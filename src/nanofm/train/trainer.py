@@ -25,11 +25,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from nanofm import __version__
 from nanofm.data import pad_collate
 from nanofm.errors import UserError
+from nanofm.progress import Bar, progress_bar, write
 
 from . import checkpoint as ckpt_io
 from . import distributed as dist
@@ -150,7 +150,7 @@ class Trainer:
                 raise TrainingError(f"{self.run_dir} already holds checkpoints: resume with --resume auto, or train into a new --out folder")
             return None
         if resume == "auto":
-            quiet = tqdm.write if self.dist.is_main else (lambda message: None)  # one process says what it skips
+            quiet = write if self.dist.is_main else (lambda message: None)  # one process says what it skips
             return ckpt_io.find_resumable(root, warn=quiet) if root is not None else None
         path = Path(resume)
         ckpt_io.check_usable(path)
@@ -165,7 +165,7 @@ class Trainer:
         t32, t16 = (self._time_step(p) for p in ("fp32", "bf16"))
         chosen = dist.broadcast_object("bf16" if t16 < t32 else "fp32")  # rank 0 decides for all
         if self.dist.is_main:
-            tqdm.write(f"precision: bf16 {t16 * 1e3:.1f} ms vs fp32 {t32 * 1e3:.1f} ms per micro-batch on this CPU: using {chosen}")
+            write(f"precision: bf16 {t16 * 1e3:.1f} ms vs fp32 {t32 * 1e3:.1f} ms per micro-batch on this CPU: using {chosen}")
         return chosen
 
     def _time_step(self, precision: str, repeats: int = 3) -> float:
@@ -192,7 +192,7 @@ class Trainer:
         start = time.perf_counter() - self.elapsed
         budget = cfg.budget_seconds()
         pace = _Pace(self.step) if budget is not None else None
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
+        bar = progress_bar(total=self.total_steps, initial=self.step, desc="train", unit="step", enabled=self.progress)
         handlers = self._install_signal_handlers()
         done_micro, since_log = 0, {"loss": 0.0, "weight": 0.0, "t": time.perf_counter()}
         stopped = False
@@ -291,7 +291,7 @@ class Trainer:
         self.window[1] += w
         if self._compiling:
             if self.dist.is_main:
-                tqdm.write(f"torch.compile: first micro-batch {time.perf_counter() - t0:.1f} s, compilation included")
+                write(f"torch.compile: first micro-batch {time.perf_counter() - t0:.1f} s, compilation included")
             self._compiling = False
 
     def _optimizer_step(self) -> tuple[float, float, float]:
@@ -316,7 +316,7 @@ class Trainer:
             self.consecutive_bad += 1
             self._check_finite_weights()  # weights ruined by an earlier update: no step can recover them
             if self.dist.is_main:
-                tqdm.write(f"step {self.step + 1}: non-finite loss ({loss}) or gradient norm ({norm}); step skipped")
+                write(f"step {self.step + 1}: non-finite loss ({loss}) or gradient norm ({norm}); step skipped")
             if self.consecutive_bad >= cfg.max_bad_steps:
                 raise TrainingError(
                     f"step {self.step + 1}: non-finite loss or gradients for {self.consecutive_bad} consecutive steps; "
@@ -333,7 +333,7 @@ class Trainer:
         self._evaluate_and_track(t0 - start)
         return time.perf_counter() - t0
 
-    def _fix_total_steps(self, budget: float, start: float, t_step: float, t_eval: float, bar: tqdm) -> None:
+    def _fix_total_steps(self, budget: float, start: float, t_step: float, t_eval: float, bar: Bar) -> None:
         """Budget mode: from the measured step and evaluation times, set the number of steps so that the
         run, periodic evaluations and checkpoints included, ends when the budget is spent."""
         cfg = self.cfg
@@ -346,7 +346,7 @@ class Trainer:
         self.total_steps = int(dist.broadcast_object(total))
         if self.dist.is_main and (first or abs(self.total_steps - before) > 0.05 * before):  # news only
             verb = "->" if first else "-> corrected to"
-            tqdm.write(f"budget {cfg.budget}: {t_step * 1e3:.1f} ms per step {verb} {self.total_steps} steps in all")
+            write(f"budget {cfg.budget}: {t_step * 1e3:.1f} ms per step {verb} {self.total_steps} steps in all")
         bar.total = self.total_steps
         bar.refresh()
         if first:
@@ -356,8 +356,8 @@ class Trainer:
         """lr_at cuts a warm-up longer than the run to its length: say so once the length is known."""
         cfg = self.cfg
         if self.total_steps is not None and cfg.warmup_steps >= self.total_steps and self.dist.is_main and self.step == 0:
-            tqdm.write(f"train.warmup_steps={cfg.warmup_steps} is not shorter than the run's {self.total_steps} steps: "
-                       f"the warm-up is cut to {max(self.total_steps - 1, 0)} steps (lr peaks at the last step)")
+            write(f"train.warmup_steps={cfg.warmup_steps} is not shorter than the run's {self.total_steps} steps: "
+                  f"the warm-up is cut to {max(self.total_steps - 1, 0)} steps (lr peaks at the last step)")
 
     def _agree(self, flag: bool) -> bool:
         """A decision taken from this process's clock, made the same on every process (any one says yes)."""
@@ -385,7 +385,7 @@ class Trainer:
         if self.log is not None:
             self.log.log({"step": self.step, **metrics, "elapsed": round(elapsed, 3)})
         if self.dist.is_main:
-            tqdm.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+            write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         name = self.cfg.best_metric
         if name and name in metrics and math.isfinite(metrics[name]):
             value, best = metrics[name], self.best["value"]
@@ -395,7 +395,7 @@ class Trainer:
                 if save:
                     self._save(elapsed)
 
-    def _log_train(self, since: dict[str, float], norm: float, bar: tqdm, elapsed: float) -> None:
+    def _log_train(self, since: dict[str, float], norm: float, bar: Bar, elapsed: float) -> None:
         seconds = max(time.perf_counter() - since["t"], 1e-9)
         loss = since["loss"] / since["weight"] if since["weight"] else float("nan")
         rate = since["weight"] / seconds
@@ -418,6 +418,7 @@ class Trainer:
             "epoch": epoch,
             "step_in_epoch": in_epoch,
             "total_steps": self.total_steps,
+            "precision": self.precision,  # the one that ran (train.precision bf16 keeps fp32 where not faster)
             "world_size": self.dist.world_size,
             "batch_size": self.cfg.batch_size,
             "micro_batch_size": self.sampler.micro,
@@ -495,7 +496,7 @@ class Trainer:
         self._last_saved = (self.step, self.micro)  # this very checkpoint: never rewrite it
         _set_rng_state(state["rng"][self.dist.rank])
         if self.dist.is_main:
-            tqdm.write(f"resumed from {path} (step {self.step}" + (f", micro-batch {self.micro})" if self.micro else ")"))
+            write(f"resumed from {path} (step {self.step}" + (f", micro-batch {self.micro})" if self.micro else ")"))
 
     def _resume_changes(self, path: Path) -> list[str]:
         """The config keys this resume changes (only those that leave the result as it was may change)."""
@@ -523,8 +524,8 @@ class Trainer:
         if self.total_steps < self.step:
             raise TrainingError(f"{path}: already at step {self.step}, past this config's {self.total_steps} steps")
         if self.dist.is_main:
-            tqdm.write(f"{path}: the run was laid out for {saved} steps, this config asks for {self.total_steps}: "
-                       f"the learning-rate schedule is laid over {self.total_steps} steps from step {self.step}")
+            write(f"{path}: the run was laid out for {saved} steps, this config asks for {self.total_steps}: "
+                  f"the learning-rate schedule is laid over {self.total_steps} steps from step {self.step}")
 
     # ------------------------------------------------------------------ end
 
@@ -545,12 +546,12 @@ class Trainer:
         """SIGTERM or SIGINT if a signal stopped the run, else None."""
         return self._stop_signal
 
-    def _finish(self, bar: tqdm, handlers: dict, stopped: bool) -> dict[str, float]:
+    def _finish(self, bar: Bar, handlers: dict, stopped: bool) -> dict[str, float]:
         bar.close()
         for s, h in handlers.items():
             signal.signal(s, h)
         if self._stop_signal and self.dist.is_main:
-            tqdm.write(f"stopped by {self._stop_signal} at step {self.step}; resume with --resume auto")
+            write(f"stopped by {self._stop_signal} at step {self.step}; resume with --resume auto")
         self.stopped = stopped
         if self.log is not None:
             self.log.close()

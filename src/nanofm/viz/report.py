@@ -46,26 +46,31 @@ def clock(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
-def build_markdown(out: Path, parts: list[tuple[str, str]], state: dict) -> str:
+def build_markdown(out: Path, parts: list[tuple[str, str]], state: dict, preface: str = "") -> str:
     done = state.get("parts", {})
     lines = ["# nanofm: the lecture end to end", "",
              "Foundation models at laptop scale, all on one Transformer core: translation (the RNN with attention "
              "against the Transformer), Spanish BERT pretraining and fine-tuning in a BETO-style table, the Vision "
              "Transformer with and without masked-autoencoder pretraining, and text to image (CLIP, a diffusion prior "
              "and a diffusion decoder, as in DALL-E 2). Every figure below was measured in this run, "
-             f"preset `{state.get('preset', '?')}`.", "", "## Machine and versions", "", "| | |", "|---|---|"]
+             f"preset `{state.get('preset', '?')}`.", "", *([preface, ""] if preface else []),
+             "## Machine and versions", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in machine()]
-    lines += ["", "## Time of each part", "", "| part | budget | time | status |", "|---|---:|---:|---|"]
+    lines += ["", "## Time of each part", "", "| part | budget | time | of its budget | status |", "|---|---:|---:|---:|---|"]
     total = 0.0
     for name, title in parts:
         p = done.get(name)
         if p is None:
-            lines.append(f"| {title} | - | - | not run |")
+            lines.append(f"| {title} | - | - | - | not run |")
             continue
         total += p.get("seconds", 0.0)
         status = "done" if p.get("done") else "interrupted: rerun the demo to resume it"
-        lines.append(f"| {title} | {clock(p.get('budget_s', 0))} | {clock(p['seconds']) if p.get('done') else '-'} | {status} |")
-    lines += [f"| all | | {clock(total)} | |", ""]
+        used = f"{100 * p['seconds'] / p['budget_s']:.0f}%" if p.get("done") and p.get("budget_s") else "-"
+        lines.append(f"| {title} | {clock(p.get('budget_s', 0))} | {clock(p['seconds']) if p.get('done') else '-'} "
+                     f"| {used} | {status} |")
+    budget = state.get("budget_s")
+    lines += [f"| all | {clock(budget) if budget else ''} | {clock(total)} "
+              f"| {f'{100 * total / budget:.0f}%' if budget else ''} | |", ""]
     for name, title in parts:
         section = out / name / "section.md"
         if done.get(name, {}).get("done") and section.is_file():
@@ -85,12 +90,12 @@ def _inline_images(body: str, base: Path) -> str:
     return re.sub(r'(<img[^>]*?src=")([^":]+)"', inline, body)
 
 
-def write_report(out: str | Path, parts: list[tuple[str, str]], state: dict) -> Path:
-    """Write out/report.md and out/report.html; the HTML's path."""
+def write_report(out: str | Path, parts: list[tuple[str, str]], state: dict, preface: str = "") -> Path:
+    """Write out/report.md and out/report.html (preface: Markdown put first, after the introduction); the HTML's path."""
     import markdown
 
     out = Path(out)
-    text = build_markdown(out, parts, state)
+    text = build_markdown(out, parts, state, preface)
     (out / "report.md").write_text(text, encoding="utf-8")
     body = _inline_images(markdown.markdown(text, extensions=["tables"]), out)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>nanofm demo report</title>'
