@@ -428,20 +428,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo", help="the lecture end to end (translation, Spanish BERT, ViT + MAE, text to image) and a report",
-        description="Prepares missing data, then runs four parts within the budget: the RNN against the Transformer "
-        "for translation, Spanish BERT pretraining with fill-mask and the BETO-style table, the ViT with and without "
-        "MAE pretraining, and text to image (CLIP, prior, decoder, verifier). Writes OUT/report.html (self-contained) "
-        "and OUT/report.md. Rerunning it skips finished parts and resumes an interrupted one from its checkpoints.",
+        description="Prepares missing data (and, once, the text-to-image verifier), probes the machine's speed, then "
+        "runs four parts, each ending by its share of the budget: the RNN against the Transformer for translation, "
+        "Spanish BERT pretraining with fill-mask and the BETO-style table on a few labels, the ViT with and without "
+        "MAE pretraining on a few labels, and text to image (CLIP, prior, decoder). Writes OUT/report.html "
+        "(self-contained) and OUT/report.md, which open with each claim of the lecture, its figure and a verdict "
+        "(also in OUT/claims.json). Rerunning it skips finished parts and resumes an interrupted one.",
     )
     p.add_argument("--budget", default="30m", type=_duration,
                    help="total time, shared out among the parts as they run (default 30m)")
     p.add_argument("--out", default="runs/demo", help="folder for the runs and the report (default runs/demo)")
     p.add_argument("--only", help="comma-separated parts among translation,bert,vision,t2i (default: all four)")
     p.add_argument("--preset", default="laptop", choices=["laptop", "tiny"],
-                   help="laptop: the configs as they are; tiny: tiny models and short evaluations, a smoke run in a minute")
+                   help="laptop: the configs with the demo's short-run recipe; tiny: tiny models and short evaluations, "
+                   "a smoke run in a minute")
     p.add_argument("--data", default="data", help="folder of the prepared datasets; missing ones are prepared (default data)")
     p.add_argument("--configs", default="configs", help="folder of the run configs (default configs)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or heartbeat lines (logs only)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("version", help="print the nanofm, torch and python versions")

@@ -189,3 +189,27 @@ def test_benchmark_beto_rejects_zero_seeds(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["benchmark", "beto", str(tmp_path), "--seeds", "0"])
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_few_labels_are_a_seeded_choice_shared_by_both_columns(pretrained, tasks):
+    """data.labels=12: 12 of the 80 training examples, the same 12 from pretrained and random weights (one
+    seed), others with another seed; more than there are means all. Catches: the columns of a table fine-tuned
+    on different examples (the gain would measure the subset), the first n examples taken, an error for 'all'."""
+    from nanofm.config import from_dict
+    from nanofm.tasks import build_task
+    from nanofm.tasks.finetune import FinetuneTaskConfig, finetune_config
+
+    def chosen(scratch: bool, *over: str) -> list[list[int]]:
+        data = finetune_config(pretrained, str(tasks[0]), scratch)
+        for o in over:
+            key, value = o.split("=")
+            section, name = key.split(".")
+            data[section][name] = int(value)
+        return [e["tokens"].tolist() for e in build_task(from_dict(FinetuneTaskConfig, data)).train_data]
+
+    few = chosen(False, "data.labels=12")
+    everything = chosen(False)
+    assert len(few) == 12 and few == chosen(True, "data.labels=12")
+    assert few != everything[:12] or few != chosen(False, "data.labels=12", "train.seed=1")
+    assert chosen(False, "data.labels=12", "train.seed=1") != few
+    assert len(chosen(False, "data.labels=1000")) == len(everything) == 80

@@ -176,3 +176,27 @@ def test_compare_translation_table(tmp_path, capsys):
         assert row["test BLEU"] == f"{expected['bleu']:.2f}" and row["test chrF"] == f"{expected['chrf']:.2f}", (row, hyps)
         shown = re.findall(rf"\*\*{label}:\*\* (.*?)(?:  )?$", report, re.M)
         assert shown == hyps  # the examples are this run's translations, in test order
+
+
+def test_test_subset_spreads_over_the_short_pairs(tmp_path):
+    """subset(n, max_tokens) takes n pairs spread over those with at most max_tokens tokens a side, in order;
+    decoding stops at 1.5x + 10 tokens; bleu_sentences=0 evaluates the loss only. Catches: the first n pairs
+    taken (one stretch of the split), the length filter applied to one side only, the untrained model's
+    decoding running to the model's maximum length, a BLEU metric that decodes when it was turned off."""
+    from nanofm.tasks import build_task, load_task_config
+    from nanofm.tasks.translation import decode_limit, subset
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "translate-transformer-es-en.yaml"
+    cfg = load_task_config(config, [f"data.dir={_data(tmp_path)}", "data.vocab_size=120", "data.bleu_sentences=0",
+                                    *TINY["translate-transformer"]])
+    parts = build_task(cfg)
+    test = parts.extras["test"]
+    longest = [max(len(s) - 1, len(t)) for s, t in zip(test.src, test.tgt)]
+    short = sorted(longest)[len(longest) // 2]
+    picked = subset(test, 2, short)
+    pool = [i for i, n in enumerate(longest) if n <= short]
+    assert picked.pairs == [test.pairs[pool[0]], test.pairs[pool[round(len(pool) / 2)]]]
+    assert all(max(len(s) - 1, len(t)) <= short for s, t in zip(picked.src, picked.tgt))
+    assert subset(test, None) is test and len(subset(test, 10**6, short)) == len(pool)
+    assert decode_limit(20) == 40
+    assert parts.compute_metrics is None

@@ -2,6 +2,7 @@
 MAE pretraining with its reconstructions, fine-tuning from it, the linear probe, and the vision table."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +13,8 @@ from PIL import Image
 from nanofm.cli import main
 from nanofm.train.checkpoint import pick_checkpoint, read_state_dict
 from tests.vision.fakes import write_idx
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 TINY = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.d_ff=64", "model.patch_size=7"]
 MAE_TINY = [*TINY, "mae.decoder_dim=32", "mae.decoder_layers=1", "mae.decoder_heads=2", "mae.decoder_d_ff=64"]
@@ -197,7 +200,6 @@ def test_accuracy_is_the_share_of_right_predictions(data):
 
 
 def test_a_stopped_run_is_never_scored(tmp_path):
-    from types import SimpleNamespace
 
     from nanofm.tasks.base import fit_to_end
     from nanofm.train import TrainingError
@@ -206,3 +208,23 @@ def test_a_stopped_run_is_never_scored(tmp_path):
     with pytest.raises(TrainingError, match="stopped at step 7; rerun the same command to resume"):
         fit_to_end(stopped, tmp_path)
     assert fit_to_end(SimpleNamespace(fit=lambda: {"eval/loss": 1.0}, stopped=False, step=9), tmp_path) == {"eval/loss": 1.0}
+
+
+def test_few_labels_take_the_classes_in_turn(data):
+    """data.labels=10 of a 4-class set: 3, 3, 2, 2 images (the classes taking turns), the same images for the
+    same seed and others for another; all images when more are asked than there are; MAE refuses the key.
+    Catches: the first n images taken (classes in file order), a choice that changes between the scratch and
+    the fine-tuning run of one table, an error where 'all of them' is meant, labels silently used by MAE."""
+    from nanofm.config import ConfigError
+    from nanofm.tasks import build_task, load_task_config
+
+    def chosen(*over):
+        parts = build_task(load_task_config(CONFIGS / "vit-fmnist.yaml", [f"data.dir={data}", *over]))
+        return [(int(e["targets"]), e["images"].sum().item()) for e in parts.train_data]
+
+    ten = chosen("data.labels=10")
+    assert sorted(np.bincount([c for c, _ in ten]).tolist()) == [2, 2, 3, 3]
+    assert chosen("data.labels=10") == ten and chosen("data.labels=10", "train.seed=1") != ten
+    assert len(chosen("data.labels=100000")) == len(chosen())
+    with pytest.raises(ConfigError, match="data.labels"):
+        load_task_config(CONFIGS / "mae-vit-fmnist.yaml", [f"data.dir={data}", "data.labels=10"])

@@ -29,6 +29,7 @@ def _translation(f: dict) -> tuple[str, str, bool]:
     figure = f"test BLEU: Transformer {tr:.2f}, RNN with attention {rnn:.2f} ({tr - rnn:+.2f})"
     if f.get("test_sentences"):
         figure += f", on {f['test_sentences']:,} test sentences"
+        figure += f" of at most {f['max_tokens']} tokens" if f.get("max_tokens") else ""
     return figure, "Transformer >= RNN + 3 BLEU, and >= 12 BLEU", tr >= rnn + 3 and tr >= 12
 
 

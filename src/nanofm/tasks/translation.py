@@ -128,11 +128,14 @@ def decode_limit(src_len: int) -> int:
     return int(src_len * 1.5 + 10)
 
 
-def subset(data: TranslationDataset, n: int | None) -> TranslationDataset:
-    """n pairs spread evenly over the split (all of them when n is None or larger), in order."""
-    if n is None or n >= len(data):
+def subset(data: TranslationDataset, n: int | None, max_tokens: int | None = None) -> TranslationDataset:
+    """n pairs spread evenly over the split (all of them when n is None or larger), in order; with
+    max_tokens, among the pairs whose both sides have at most that many tokens only."""
+    pool = [i for i in range(len(data)) if max_tokens is None or max(len(data.src[i]) - 1, len(data.tgt[i])) <= max_tokens]
+    n = len(pool) if n is None else min(n, len(pool))
+    if n == len(data):
         return data
-    picked = [round(i * len(data) / n) for i in range(n)]
+    picked = [pool[round(i * len(pool) / n)] for i in range(n)]
     out = TranslationDataset.__new__(TranslationDataset)
     out.pairs, out.src, out.tgt = [data.pairs[i] for i in picked], [data.src[i] for i in picked], [data.tgt[i] for i in picked]
     out.bos, out.eos, out.lengths = data.bos, data.eos, [data.lengths[i] for i in picked]
