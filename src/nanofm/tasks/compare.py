@@ -41,23 +41,23 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
     what is left before it, shared between the models' training once the test decodings' cost (measured
     on each untrained model) is set aside: the comparison ends by the deadline."""
     configs = {"rnn": (rnn_config, rnn_overrides), "transformer": (transformer_config, transformer_overrides)}
-    built = {}
+    built, cost = {}, {}  # cost: seconds of each model's test decoding still to come (0 without a deadline)
     for _, key in MODELS:
         config, extra = configs[key]
         cfg = load_task_config(config, [f"train.budget={budget}", f"data.dir={data_dir}", *extra])
         parts = build_task(cfg)
         test = subset(parts.extras["test"], test_sentences, test_max_tokens)
         pad = parts.extras["tokenizer"].pad_id
-        cost = decoding_cost(parts.model, test, pad, beam, cfg.data.length_penalty, len(test)) if deadline else 0.0
-        built[key] = (cfg, parts, test, cost)
+        cost[key] = decoding_cost(parts.model, test, pad, beam, cfg.data.length_penalty, len(test)) if deadline else 0.0
+        built[key] = (cfg, parts, test)
     rows, examples, numbers = [], [], []
     share = TimeShare(deadline, [1.0] * len(MODELS), overhead=max(2.0, 0.03 * (deadline - time.time()))) \
         if deadline is not None else None
     for i, (name, key) in enumerate(MODELS):
-        cfg, parts, test, _ = built[key]
+        cfg, parts, test = built[key]
         run_dir = out / cfg.task
         if share is not None:  # this model's share of what is left, after every decoding still to come
-            share.reserve = sum(built[k][3] for _, k in MODELS[i:])
+            share.reserve = sum(cost[k] for _, k in MODELS[i:])
             cfg.train.budget = format_duration(share.start())
         print(f"\n== {name}: {parts.describe}" + (f"; training {cfg.train.budget}" if deadline else ""))
         with claim_run_folder(run_dir, overwrite=fresh):  # retrained from nothing: only ever a run folder is cleared
@@ -83,12 +83,12 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
         })
         numbers.append({"model": key, "steps": trainer.step, "train_seconds": train_seconds, "bleu": result["bleu"],
                         "chrf": result["chrf"], "test_seconds": result["seconds"],
-                        "test_seconds_estimated": built[key][3] or None})
-        if deadline is not None and built[key][3] > 0:  # an untrained model's bound overstates a trained one's
-            # cost: the next model's bound is scaled by what this one really took (with a 30% margin)
-            scale = min(1.0, 1.3 * result["seconds"] / built[key][3])
+                        "test_seconds_estimated": cost[key] or None})
+        if cost[key] > 0:  # an untrained model's bound overstates a trained one's cost: the next model's
+            # bound is scaled by what this one really took (with a 30% margin)
+            scale = min(1.0, 1.3 * result["seconds"] / cost[key])
             for _, k in MODELS[i + 1:]:
-                built[k] = (*built[k][:3], built[k][3] * scale)
+                cost[k] *= scale
         examples.append(result["hypotheses"])
         signature = result["bleu_signature"]
     header = list(rows[0])

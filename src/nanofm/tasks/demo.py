@@ -210,7 +210,7 @@ def run_demo(demo: Demo) -> Path:
             demo.banner(name, "resuming the interrupted part from its checkpoints")
         _write_state(state_path, state)
         t = time.time()
-        section, figures = RUNNERS[name](demo, part["budget_s"] - part.get("seconds", 0.0))
+        section, figures = RUNNERS[name](demo, part["budget_s"])
         (demo.out / name).mkdir(parents=True, exist_ok=True)
         (demo.out / name / "section.md").write_text(section)
         part.update(done=True, seconds=round(part.get("seconds", 0.0) + time.time() - t, 1), figures=figures)

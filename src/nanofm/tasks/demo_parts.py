@@ -35,12 +35,9 @@ def _tail(budget: float, seconds: float) -> float:
 
 def _precision(run: Path) -> str:
     """The precision a run trained in (bf16 autocast only where it was measured faster), from its checkpoint."""
-    from nanofm.train.checkpoint import pick_checkpoint
+    from nanofm.train.checkpoint import pick_checkpoint, read_trainer_state
 
-    try:
-        return json.loads((pick_checkpoint(run, "latest") / "trainer_state.json").read_text()).get("precision", "fp32")
-    except (OSError, ValueError):
-        return "?"
+    return read_trainer_state(pick_checkpoint(run, "latest")).get("precision", "fp32")
 
 
 def translation(demo: Demo, budget: float) -> Section:
