@@ -294,3 +294,26 @@ def test_sequence_classification_fast_inference_equals_plain_path():
     assert cls.shape == (3, 1, D) and max_diff(cls, full[:, :1]) <= 1e-5
     packed = model.bert(tokens, segments, skip_padding=True)
     assert max_diff(packed[real], full[real]) <= 1e-5
+
+
+def test_pre_norm_bert_is_wired_padding_invariant_and_not_exported():
+    """model.norm_first (the demo's short-budget option) builds pre-norm blocks and a final LayerNorm."""
+    from nanofm.interop import to_hf
+
+    pre = BertForMaskedLM(BertConfig(**{**CFG.__dict__, "norm_first": True})).eval()
+    post = BertForMaskedLM(CFG).eval()
+    with torch.no_grad():  # residual branches as large as their inputs: at init both layouts give about LN(x)
+        for w in post.parameters():
+            w.add_(torch.randn_like(w) * 0.3)
+    # a pre-norm block with the post-norm model's weights: the flag reaching every block changes the output
+    # (a BertModel that ignored norm_first would give post's numbers), and the final norm is the extra weight
+    extra = set(pre.state_dict()) - set(post.state_dict())
+    assert extra == {"bert.encoder.final_norm.weight", "bert.encoder.final_norm.bias"}
+    pre.load_state_dict({**post.state_dict(), **{k: pre.state_dict()[k] for k in extra}})
+    tokens, segments, real = _inputs()
+    h_pre, h_post = pre.bert(tokens, segments), post.bert(tokens, segments)
+    assert max_diff(h_pre, h_post) > 0.1
+    for i, n in enumerate(real.sum(1).tolist()):  # padding changes no real token's vector in pre-norm either
+        assert max_diff(h_pre[i, :n], pre.bert(tokens[i : i + 1, :n], segments[i : i + 1, :n])[0]) <= 1e-5
+    with pytest.raises(ValueError, match="norm_first is true: Hugging Face's BERT has post-norm blocks only"):
+        to_hf(pre)

@@ -108,6 +108,9 @@ def labels_to_hf(labels: list[str] | None, n: int) -> dict[str, Any]:
 def config_to_hf(model: nn.Module, labels: list[str] | None = None) -> dict[str, Any]:
     """A nanofm BERT model -> config.json (as a dict); `labels` name the classes of a classifier."""
     cfg: BertConfig = model.cfg
+    if cfg.norm_first:
+        raise DataError("model.norm_first is true: Hugging Face's BERT has post-norm blocks only, so a pre-norm "
+                        "nanofm BERT cannot be exported to it")
     arch = type(model).__name__
     out = {
         "architectures": [arch], "model_type": "bert", "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,

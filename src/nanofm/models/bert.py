@@ -46,6 +46,8 @@ class BertConfig:
     init_std: float = 0.02  # std of the normal init of every weight matrix, embedding and position
     pad_id: int = 0  # [PAD] token id: positions holding it are left out of attention by default
     n_labels: int = 2  # classes of the sequence / token classification heads (fine-tuning only)
+    norm_first: bool = False  # pre-norm blocks and a final LayerNorm (Cramming's choice: trains stably at
+    # learning rates where BERT's post-norm collapses); False is BERT's, the only layout Hugging Face's BERT has
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
@@ -72,7 +74,7 @@ class BertModel(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder = Encoder(
             cfg.n_layers, d, cfg.n_heads, cfg.d_ff,
-            dropout=cfg.dropout, attn_dropout=cfg.attn_dropout, act=cfg.act, norm_first=False, norm_eps=cfg.norm_eps,
+            dropout=cfg.dropout, attn_dropout=cfg.attn_dropout, act=cfg.act, norm_first=cfg.norm_first, norm_eps=cfg.norm_eps,
         )  # fmt: skip
         self.pooler = Pooler(d) if pooler else None
 

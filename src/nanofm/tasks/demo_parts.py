@@ -14,7 +14,7 @@ from typing import Any
 from nanofm.train.config import format_duration as duration
 from nanofm.train.tracking import read_metrics
 
-from .demo import FILL_MASK, LABELS, MAE_SHARE, SAMPLING, SHORT, TEST_SENTENCES, Demo
+from .demo import FILL_MASK, LABELS, MAE_SHARE, PROBE_WEIGHT, SAMPLING, SHORT, TEST_SENTENCES, Demo
 
 Section = tuple[str, dict[str, Any]]
 
@@ -136,7 +136,7 @@ def vision(demo: Demo, budget: float) -> Section:
     result = benchmark_vision(str(demo.config("vit-fmnist.yaml")), str(demo.config("mae-vit-fmnist.yaml")), "1m", out,
                               overrides=[f"data.dir={demo.dataset('fmnist')}", *demo.overrides("vit")],
                               pretrain_share=MAE_SHARE, mae_overrides=demo.overrides("mae"), progress=demo.progress,
-                              labels=labels,
+                              labels=labels, probe_weight=PROBE_WEIGHT,
                               deadline=end - _tail(budget, 5.0))  # the pictures and the section
     section = "\n".join([format_vision_table(result),
                          _figure(demo, out / "mae" / "reconstructions.png", "MAE reconstructions of held-out images"),
