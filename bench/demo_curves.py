@@ -60,18 +60,14 @@ def run(kind: str, budget: str, overrides: list[str], out: Path) -> dict:
 def finetune_vision(mae: Path, budget: str, overrides: list[str], out: Path) -> dict:
     """Fine-tune an MAE run on the demo's labelled subset, as the demo's vision part does (the from-scratch
     run's recipe, then `overrides`); test accuracy."""
-    from nanofm.config import apply_overrides, from_dict, to_dict
-    from nanofm.tasks.benchmark_vision import train_run
+    from nanofm.tasks.benchmark_vision import mae_finetune_config, train_run
     from nanofm.tasks.demo import LABELS
-    from nanofm.tasks.vision import ImageClassifyTaskConfig, vision_finetune_config
 
     scratch = load_task_config("configs/vit-fmnist.yaml", DEMO["vit"])
-    data = vision_finetune_config(mae, scratch.data.dir, False, False)
-    data["train"], data["data"]["augment"] = to_dict(scratch.train), to_dict(scratch.data.augment)
-    origins = {"": f"fine-tuning of {mae}"}
-    apply_overrides(data, [f"data.labels={LABELS['laptop']['vision']}", f"train.budget={budget}", *overrides], origins)
+    cfg = mae_finetune_config(mae, scratch, False,
+                              [f"data.labels={LABELS['laptop']['vision']}", f"train.budget={budget}", *overrides])
     shutil.rmtree(out, ignore_errors=True)
-    r = train_run(from_dict(ImageClassifyTaskConfig, data, origins), out)
+    r = train_run(cfg, out)
     return {"kind": "vision-finetune", "mae": str(mae), "budget": budget, "overrides": overrides,
             "steps": r["steps"], "test_accuracy": round(r["test_accuracy"], 4)}
 

@@ -54,7 +54,6 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     With a `deadline` (a time.time() value) the budgets come from the time left before it instead: the
     scratch run and MAE + fine-tune get the same share, the probe `probe_weight` of it."""
     from nanofm.tasks import load_task_config
-    from nanofm.tasks.vision import ImageClassifyTaskConfig, vision_finetune_config
 
     if not 0.0 < pretrain_share < 1.0:
         raise ConfigError(f"--pretrain-share must be in (0, 1), got {pretrain_share}")
@@ -89,13 +88,8 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     log(f"   {mae['images_per_s']:.0f} images/s")
 
     def from_mae(linear_probe: bool, length: str, name: str) -> dict[str, float]:
-        data = vision_finetune_config(out / "mae", scratch_cfg.data.dir, False, linear_probe)
-        if not linear_probe:  # fine-tune with the from-scratch run's recipe, so that only the start differs
-            data["train"] = _as_dict(scratch_cfg.train)
-            data["data"]["augment"] = _as_dict(scratch_cfg.data.augment)
-        origins = {"": f"fine-tuning of {out / 'mae'}"}
-        apply_overrides(data, [*overrides, *few, f"train.budget={length}"], origins)
-        return train_run(from_dict(ImageClassifyTaskConfig, data, origins), out / name, progress)
+        cfg = mae_finetune_config(out / "mae", scratch_cfg, linear_probe, [*overrides, *few, f"train.budget={length}"])
+        return train_run(cfg, out / name, progress)
 
     ft_budget = sized(ft_budget)
     log(f"== MAE encoder fine-tuned, {ft_budget}")
@@ -117,6 +111,20 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     (out / "table.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "table.md").write_text(format_vision_table(result))
     return result
+
+
+def mae_finetune_config(mae_dir: Path, scratch_cfg: Any, linear_probe: bool, overrides: list[str]) -> Any:
+    """The classification config that starts from an MAE run: a fine-tune takes the from-scratch run's recipe
+    (training and augmentation), so that only the start differs; a linear probe keeps its own; then `overrides`."""
+    from nanofm.tasks.vision import ImageClassifyTaskConfig, vision_finetune_config
+
+    data = vision_finetune_config(mae_dir, scratch_cfg.data.dir, False, linear_probe)
+    if not linear_probe:
+        data["train"] = _as_dict(scratch_cfg.train)
+        data["data"]["augment"] = _as_dict(scratch_cfg.data.augment)
+    origins = {"": f"fine-tuning of {mae_dir}"}
+    apply_overrides(data, overrides, origins)
+    return from_dict(ImageClassifyTaskConfig, data, origins)
 
 
 def _as_dict(obj: Any) -> dict:

@@ -50,7 +50,7 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
         pad = parts.extras["tokenizer"].pad_id
         cost[key] = decoding_cost(parts.model, test, pad, beam, cfg.data.length_penalty, len(test)) if deadline else 0.0
         built[key] = (cfg, parts, test)
-    rows, examples, numbers = {}, {}, []
+    rows, examples, numbers = {}, {}, {}  # by model key, whatever the training order
     share = TimeShare(deadline, [1.0] * len(MODELS), overhead=max(2.0, 0.03 * (deadline - time.time()))) \
         if deadline is not None else None
     # With a deadline the Transformer trains first: the time the RNN's decoding turns out not to need goes to
@@ -84,9 +84,9 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
             "test chrF": f"{result['chrf']:.2f}",
             f"decoding (beam {beam}) sentences/s": f"{result['sentences_per_s']:.1f}",
         }
-        numbers.append({"model": key, "steps": trainer.step, "train_seconds": train_seconds, "bleu": result["bleu"],
+        numbers[key] = {"model": key, "steps": trainer.step, "train_seconds": train_seconds, "bleu": result["bleu"],
                         "chrf": result["chrf"], "test_seconds": result["seconds"],
-                        "test_seconds_estimated": cost[key] or None})
+                        "test_seconds_estimated": cost[key] or None}
         if cost[key] > 0:  # an untrained model's bound overstates a trained one's cost: the next model's
             # bound is scaled by what this one really took (with a 30% margin)
             scale = min(1.0, 1.3 * result["seconds"] / cost[key])
@@ -94,8 +94,7 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
                 cost[k] *= scale
         examples[key] = result["hypotheses"]
         signature = result["bleu_signature"]
-    rows = [rows[key] for _, key in MODELS]
-    numbers.sort(key=lambda n: [k for _, k in MODELS].index(n["model"]))
+    rows, numbers = [rows[key] for _, key in MODELS], [numbers[key] for _, key in MODELS]
     header = list(rows[0])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r[h] for h in header) + " |" for r in rows]
