@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from common import recorded
-from nanofm.registry import create
+from nanofm.models import create
 from nanofm.train import TrainConfig
 from nanofm.train import checkpoint as ckpt_io
 from nanofm.train.optim import build_optimizer

@@ -13,8 +13,7 @@ import argparse
 import torch
 
 from common import Case, main_for
-from nanofm.models import greedy_search
-from nanofm.registry import create
+from nanofm.models import create, greedy_search
 
 
 def cases(args: argparse.Namespace) -> list[Case]:

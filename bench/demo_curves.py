@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nanofm.tasks import build_task, load_task_config
 from nanofm.tasks.base import fit_to_end, task_trainer
-from nanofm.tasks.demo import DEMO, SHORT, TEST_SENTENCES
+from nanofm.tasks.demo_plan import DEMO, SHORT, TEST_SENTENCES
 from nanofm.train import load_model_weights
 from nanofm.train.checkpoint import pick_checkpoint
 from nanofm.train.tracking import read_metrics
@@ -61,7 +61,7 @@ def finetune_vision(mae: Path, budget: str, overrides: list[str], out: Path) -> 
     """Fine-tune an MAE run on the demo's labelled subset, as the demo's vision part does (the from-scratch
     run's recipe, then `overrides`); test accuracy."""
     from nanofm.tasks.benchmark_vision import mae_finetune_config, train_run
-    from nanofm.tasks.demo import LABELS
+    from nanofm.tasks.demo_plan import LABELS
 
     scratch = load_task_config("configs/vit-fmnist.yaml", DEMO["vit"])
     cfg = mae_finetune_config(mae, scratch, False,
@@ -73,13 +73,15 @@ def finetune_vision(mae: Path, budget: str, overrides: list[str], out: Path) -> 
 
 
 def decoder_t2i(t2i: Path, budget: str, overrides: list[str], out: Path) -> dict:
-    """Train the diffusion decoder on a demo's CLIP run, pair it with that demo's prior, and score it as the
-    demo does (200 one-item captions, DDIM 25 steps, the cached verifier)."""
+    """Train the diffusion decoder as the demo does (its overrides, then `overrides`) on a demo's CLIP run, pair
+    it with that demo's prior, and score it as the demo does (200 one-item captions, DDIM 25 steps, the cached
+    verifier)."""
     from nanofm.tasks.benchmark_t2i import benchmark_t2i, write_unclip
     from nanofm.tasks.benchmark_vision import train_run
-    from nanofm.tasks.demo import DATA, SAMPLING
+    from nanofm.tasks.demo_plan import DATA, SAMPLING
 
-    cfg = load_task_config("configs/decoder-scenes.yaml", [f"clip={t2i / 'clip'}", f"train.budget={budget}", *overrides])
+    cfg = load_task_config("configs/decoder-scenes.yaml",
+                           [*DEMO["decoder"], f"clip={t2i / 'clip'}", f"train.budget={budget}", *overrides])
     shutil.rmtree(out, ignore_errors=True)
     r = train_run(cfg, out / "decoder")
     write_unclip(out / "unclip", t2i / "prior", out / "decoder")

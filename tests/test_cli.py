@@ -7,7 +7,7 @@ from nanofm.cli import main
 
 def test_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "nanofm.cli", "--help"], capture_output=True, text=True, check=True)
-    for command in ("version", "presets", "config", "train", "evaluate", "info"):
+    for command in ("version", "presets", "config", "train", "evaluate", "info", "predict"):
         assert command in out.stdout
 
 
@@ -37,6 +37,10 @@ def test_train_info_evaluate(capsys, tmp_path):
     assert "step-000006  step 6/6" in out and "latest" in out and "last eval: step 6" in out
     assert main(["evaluate", str(run), "--checkpoint", "latest"]) == 0
     assert "eval/token_accuracy" in capsys.readouterr().out
+    assert main(["predict", str(run), "a b c"]) == 2  # a copy run is not for users: said, naming the run
+    assert f"{run}: a 'copy' run has no predictor" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "nowhere"), "x"]) == 2
+    assert "nowhere: not a run folder (no config.yaml)" in capsys.readouterr().err
     # the same folder again without --resume is refused, not overwritten
     assert main(["train", str(cfg), "--out", str(run), "--no-progress"]) == 1
     assert "already holds checkpoints: resume with --resume auto" in capsys.readouterr().err

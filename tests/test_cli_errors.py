@@ -224,7 +224,7 @@ def test_an_unexpected_error_is_reported_as_a_bug(error, monkeypatch, capsys):
     def broken(family=None):
         raise error
 
-    monkeypatch.setattr("nanofm.registry.presets", broken)
+    monkeypatch.setattr("nanofm.models.presets", broken)
     assert main(["presets"]) == 1
     err = capsys.readouterr().err  # was: "nanofm: error: x", the bug hidden as a user error
     assert "Traceback (most recent call last)" in err and f"{type(error).__name__}" in err
@@ -241,7 +241,7 @@ def test_user_errors_stay_one_line(error, status, monkeypatch, capsys):
     def refuse(family=None):
         raise error
 
-    monkeypatch.setattr("nanofm.registry.presets", refuse)
+    monkeypatch.setattr("nanofm.models.presets", refuse)
     assert main(["presets"]) == status
     assert _error(capsys) == f"nanofm: error: {error}"
     monkeypatch.setenv("NANOFM_DEBUG", "1")

@@ -3,7 +3,7 @@ from typing import Literal
 
 import pytest
 
-from nanofm import registry
+from nanofm import models
 from nanofm.config import ConfigError, from_dict, load_config, to_dict, to_yaml
 from nanofm.models import EncoderDecoderConfig
 from nanofm.tasks.copy import CopyTaskConfig
@@ -95,14 +95,14 @@ def test_to_dict_is_plain():
 
 
 def test_registry_presets_and_overrides():
-    names = {p.name for p in registry.presets("encoder-decoder")}
+    names = {p.name for p in models.presets("encoder-decoder")}
     assert {"transformer-tiny", "transformer-base"} <= names
-    base = registry.get_config("transformer-base")
+    base = models.get_config("transformer-base")
     assert (base.d_model, base.n_heads, base.n_encoder_layers, base.d_ff) == (512, 8, 6, 2048)
-    model = registry.create("transformer-tiny", d_model=32, n_heads=2)
+    model = models.create("transformer-tiny", d_model=32, n_heads=2)
     assert model.cfg.d_model == 32 and model.encoder.layers[0].self_attn.n_heads == 2
-    assert registry.get_config("transformer-tiny").d_model == 64  # the preset itself is unchanged
+    assert models.get_config("transformer-tiny").d_model == 64  # the preset itself is unchanged
     with pytest.raises(ConfigError, match="did you mean 'd_model'"):
-        registry.create("transformer-tiny", d_modle=32)
+        models.create("transformer-tiny", d_modle=32)
     with pytest.raises(ConfigError, match="unknown preset"):
-        registry.create("no-such-model")
+        models.create("no-such-model")

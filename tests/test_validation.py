@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nanofm import registry
+from nanofm import models
 from nanofm.config import ConfigError, load_config
 from nanofm.data.benchmark_formats import read_conll2002, read_xnli
 from nanofm.data.corpus import read_corpus, read_inputs
@@ -81,9 +81,9 @@ def test_override_of_a_section_replaces_its_file_origins(tmp_path):
 
 def test_preset_override_is_blamed_with_dotted_keys():
     with pytest.raises(ConfigError, match=r"^override n_heads=3: d_model=64 must be divisible by n_heads=3$"):
-        registry.get_config("transformer-tiny", n_heads=3)
+        models.get_config("transformer-tiny", n_heads=3)
     with pytest.raises(ConfigError, match="unknown family 'nope'; families: .*encoder-decoder"):
-        registry.presets("nope")
+        models.presets("nope")
 
 
 def test_duplicate_json_key(tmp_path):

@@ -21,7 +21,7 @@ def cmd_version(args: argparse.Namespace) -> None:
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
-    from nanofm.registry import presets
+    from nanofm.models import presets
 
     rows = presets(args.family)
     width = max(len(p.name) for p in rows)
@@ -32,7 +32,7 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 def cmd_config(args: argparse.Namespace) -> None:
     from nanofm.config import apply_overrides, from_dict, to_dict, to_yaml
-    from nanofm.registry import get_preset
+    from nanofm.models import get_preset
 
     preset = get_preset(args.preset)
     data, origins = to_dict(preset.config), {"": f"preset {args.preset!r}"}
@@ -55,10 +55,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_finetune(args: argparse.Namespace) -> None:
     from nanofm.config import apply_overrides, from_dict
     from nanofm.interop import is_hf_folder
-    from nanofm.tasks import load_task_config
+    from nanofm.runs import open_run
     from nanofm.tasks.finetune import FinetuneTaskConfig, finetune_config
 
-    if not is_hf_folder(args.run_dir) and load_task_config(_run_config(Path(args.run_dir))).task == "mae":
+    if not is_hf_folder(args.run_dir) and open_run(args.run_dir, None).task == "mae":
         return _finetune_vision(args)
     if args.linear_probe:
         raise ConfigError("--linear-probe is for MAE runs (a head on frozen image features)")
@@ -181,6 +181,42 @@ def cmd_fill_mask(args: argparse.Namespace) -> None:
             print(f"  [MASK] {i + 1}: " + ", ".join(f"{tok} {p:.3f}" for tok, p in candidates))
 
 
+def cmd_predict(args: argparse.Namespace) -> None:
+    from nanofm.api import load
+    from nanofm.tasks.benchmark_t2i import TextToImage
+    from nanofm.tasks.finetune import TextClassifier, TokenTagger
+    from nanofm.tasks.mlm import FillMask, excerpt
+    from nanofm.tasks.translation import Translator, read_lines
+    from nanofm.tasks.vision import ImageClassifier
+
+    predictor = load(args.run_dir, args.checkpoint, args.device)
+    inputs = args.inputs or read_lines(args.file)  # --file, else standard input: one input per line
+    inputs = [x for x in inputs if x.strip()] if not isinstance(predictor, Translator) else inputs
+    if not inputs:
+        raise ConfigError("nothing to predict: give inputs as arguments, with --file, or on standard input")
+    k = args.top_k
+    if isinstance(predictor, Translator):
+        for out in predictor.translate(inputs, beam=args.beam):
+            print(out)
+    elif isinstance(predictor, TextToImage):
+        from nanofm.viz.samples import plot_sample_grid
+
+        images = predictor(inputs, steps=args.steps, seed=args.seed)
+        print(f"wrote {plot_sample_grid(images, args.out, caption=' | '.join(inputs))}")
+    else:
+        outputs = predictor(inputs, k) if isinstance(predictor, (FillMask, TextClassifier, ImageClassifier)) else predictor(inputs)
+        for x, out in zip(inputs, outputs):
+            if isinstance(predictor, FillMask):
+                print(excerpt(x))
+                for i, candidates in enumerate(out):
+                    print(f"  [MASK] {i + 1}: " + ", ".join(f"{tok} {p:.3f}" for tok, p in candidates))
+            elif isinstance(predictor, TokenTagger):
+                print(" ".join(f"{word}/{tag}" for word, tag in out))
+            else:  # an image path whole, a text as an excerpt
+                head = x if isinstance(predictor, ImageClassifier) else excerpt(x)
+                print(f"{head}: " + ", ".join(f"{name} {p:.3f}" for name, p in out))
+
+
 def cmd_classify(args: argparse.Namespace) -> None:
     from nanofm.tasks.vision import ImageClassifier
 
@@ -190,18 +226,16 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from nanofm.tasks import build_task, load_task_config
-    from nanofm.train import evaluate_model, load_model_weights
-    from nanofm.train.checkpoint import pick_checkpoint
+    from nanofm.tasks import build_task, open_trained
+    from nanofm.train import evaluate_model
     from nanofm.train.distributed import setup
 
-    run_dir = Path(args.run_dir)
-    cfg = load_task_config(_run_config(run_dir))
-    ckpt = pick_checkpoint(run_dir, args.checkpoint)
+    run, cfg = open_trained(args.run_dir, args.checkpoint)
+    run_dir, ckpt = run.dir, run.checkpoint
     parts = build_task(cfg)
     if parts.eval_data is None:
         raise ConfigError(f"{run_dir}: task {cfg.task!r} has no evaluation data")
-    load_model_weights(parts.model, ckpt / "model.safetensors")
+    run.load_weights(parts.model)
     info = setup(cfg.train.device)
     parts.model.to(info.device)
     batch = cfg.train.micro_batch_size or cfg.train.batch_size
@@ -212,22 +246,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(parts.report(parts.model, parts.eval_data, metrics))
 
 
-def _run_config(run_dir: Path) -> Path:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
-    return path
-
-
 def cmd_info(args: argparse.Namespace) -> None:
     import json
 
-    from nanofm.tasks import load_task_config
+    from nanofm.tasks import open_trained
     from nanofm.train import checkpoint as ckpt_io
     from nanofm.train.tracking import read_metrics
 
-    run_dir = Path(args.run_dir)
-    cfg = load_task_config(_run_config(run_dir))
+    run, cfg = open_trained(args.run_dir, None)
+    run_dir = run.dir
     t = cfg.train
     print(f"run {run_dir}: task {cfg.task}, {'budget ' + t.budget if t.budget else f'{t.epochs:g} epochs' if t.epochs else t.steps} steps of {t.batch_size}, "
           f"lr {t.lr:g} ({t.schedule}, warm-up {t.warmup_steps})")
@@ -347,7 +374,7 @@ def cmd_benchmark_beto(args: argparse.Namespace) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    from nanofm.interop import convert_from_hf, convert_to_hf
+    from nanofm.tasks.convert import convert_from_hf, convert_to_hf
 
     if args.from_hf:
         lines = convert_from_hf(args.from_hf, args.out, overwrite=args.overwrite)
@@ -411,8 +438,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from nanofm.tasks.demo import PARTS, Demo, run_demo
 
     only = tuple(p for p in args.only.split(",") if p) if args.only else PARTS
-    run_demo(Demo(budget=args.budget, out=Path(args.out), data=Path(args.data), configs=Path(args.configs), only=only,
-                  preset=args.preset, progress=not args.no_progress))
+    configs = {} if args.configs is None else {"configs": Path(args.configs)}
+    run_demo(Demo(budget=args.budget, out=Path(args.out), data=Path(args.data), only=only, preset=args.preset,
+                  progress=not args.no_progress, **configs))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -443,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="laptop: the configs with the demo's short-run recipe; tiny: tiny models and short evaluations, "
                    "a smoke run in a minute")
     p.add_argument("--data", default="data", help="folder of the prepared datasets; missing ones are prepared (default data)")
-    p.add_argument("--configs", default="configs", help="folder of the run configs (default configs)")
+    p.add_argument("--configs", default=None, help="folder of the run configs (default: the configs shipped with nanofm)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars or heartbeat lines (logs only)")
     p.set_defaults(func=cmd_demo)
 
@@ -523,6 +551,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", help="--to-hf: best, latest, or a checkpoint folder (default: best)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is a folder of the kind written (a run folder, or a Hugging Face folder); nothing else is removed")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser(
+        "predict",
+        help="use any trained model: fill masks, translate, classify texts or images, tag words, or draw captions",
+        description="Opens RUN (a run folder, an unCLIP folder or a Hugging Face folder) with nanofm.load and runs "
+        "what it was trained for on each input: text from the arguments, each line of --file, or each line of "
+        "standard input; image paths for an image classifier. Prints one answer per input (a PNG grid for "
+        "text to image).",
+    )
+    p.add_argument("run_dir", metavar="RUN", help="a run folder (mlm, finetune, translation, image-classify), an "
+                   "unCLIP folder, or a Hugging Face BERT or ViT folder")
+    p.add_argument("inputs", nargs="*", default=[], help="texts, or image paths (default: lines of --file or stdin)")
+    p.add_argument("--file", help="one input per line of this UTF-8 file")
+    p.add_argument("-k", "--top-k", type=_positive_int, default=3, help="answers per input (default 3)")
+    p.add_argument("--beam", type=_positive_int, default=4, help="translation: beam size (default 4)")
+    p.add_argument("--steps", type=_positive_int, default=50, help="text to image: DDIM steps (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="text to image: random seed (default 0)")
+    p.add_argument("-o", "--out", default="predict.png", help="text to image: the PNG to write (default predict.png)")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: CUDA, else MPS, else the CPU)")
+    p.add_argument("--checkpoint", default="best", help="run folders: best, latest, or a checkpoint folder (default: best)")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("classify", help="the likeliest classes of images, with an image-classification run")
     p.add_argument("run_dir", help="a run folder of task image-classify (nanofm train configs/vit-fmnist.yaml, or finetune)")
@@ -648,8 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--budget", default="20m", type=_duration, help="training time for EACH model (default 20m)")
     q.add_argument("--data", default="data/translation-es-en", help="prepared data folder")
     q.add_argument("--out", default="runs/compare-translation", help="folder for both runs and table.md")
-    q.add_argument("--rnn-config", default="configs/translate-rnn-es-en.yaml")
-    q.add_argument("--transformer-config", default="configs/translate-transformer-es-en.yaml")
+    q.add_argument("--rnn-config", default="translate-rnn-es-en", help="a config file, or a shipped config's name")
+    q.add_argument("--transformer-config", default="translate-transformer-es-en", help="a config file, or a shipped config's name")
     q.add_argument("--beam", type=_positive_int, default=4, help="beam size for the test translations (default 4)")
     q.add_argument("--no-progress", action="store_true", help="no progress bars")
     q.set_defaults(func=cmd_compare)
@@ -693,8 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--probe-budget", default="3m", type=_duration, help="training time of the linear probe (default 3m)")
     q.add_argument("--labels", type=_positive_int, default=None,
                    help="labelled training images the supervised runs see (default: all); MAE pretrains on all, unlabelled")
-    q.add_argument("--scratch-config", default="configs/vit-fmnist.yaml", help="the from-scratch run config")
-    q.add_argument("--mae-config", default="configs/mae-vit-fmnist.yaml", help="the MAE pretraining run config")
+    q.add_argument("--scratch-config", default="vit-fmnist", help="the from-scratch run config (a file or a shipped name)")
+    q.add_argument("--mae-config", default="mae-vit-fmnist", help="the MAE pretraining run config (a file or a shipped name)")
     q.add_argument("--out", default="runs/benchmark-vision", help="folder for the runs, table.md and table.json")
     q.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run, e.g. data.dir=data/x")
     q.set_defaults(func=cmd_benchmark_vision)

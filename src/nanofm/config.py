@@ -164,6 +164,22 @@ def to_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
+SHIPPED = Path(__file__).parent / "configs"  # the run configs installed with the package (the repository's configs/)
+
+
+def find_config(name: str | Path) -> Path:
+    """A config file: `name` when it is a file, else the shipped config of that name (`copy-tiny` or
+    `copy-tiny.yaml`), so that `nanofm train copy-tiny` works wherever nanofm is installed."""
+    path = Path(name)
+    if path.is_file() or len(path.parts) > 1:  # a path is taken as it is (read_file names it if missing)
+        return path
+    for candidate in (SHIPPED / path.name, SHIPPED / f"{path.name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
+    raise ConfigError(f"{name}: no such config file, nor a shipped config of that name (shipped: {shipped})")
+
+
 def read_file(path: str | Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Read a YAML or JSON file into a dict, with each dotted key's 'file:line' (YAML) for messages."""
     path = Path(path)

@@ -1,4 +1,6 @@
-"""Named presets: `create("transformer-tiny", d_model=128)` builds a model; `get_config` only its config.
+"""The store of model families and named presets; it imports no model. Each family registers itself and its
+presets beside its model (nanofm.models does it on import), and the lookups are used through it:
+`nanofm.models.create("transformer-tiny", d_model=128)` builds a model; `get_config` only its config.
 
 A family ties a config class to a model class; each family has a tiny debug preset for tests and demos.
 """
@@ -45,21 +47,16 @@ def register_preset(name: str, family: str, config: Any, description: str) -> No
     _PRESETS[name] = Preset(name, family, config, description)
 
 
-def _ensure_loaded() -> None:
-    import nanofm.models  # noqa: F401  (registers the model families and their presets)
-
-
 def presets(family: str | None = None) -> list[Preset]:
-    _ensure_loaded()
     if family is not None and family not in _FAMILIES:
         raise ConfigError(f"unknown family {family!r}; families: {', '.join(sorted(_FAMILIES))}")
     return [p for p in _PRESETS.values() if family is None or p.family == family]
 
 
 def get_preset(name: str) -> Preset:
-    _ensure_loaded()
     if name not in _PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(sorted(_PRESETS))}")
+        known = ", ".join(sorted(_PRESETS)) or "none yet (the lookups are nanofm.models', which registers them)"
+        raise ConfigError(f"unknown preset {name!r}; available: {known}")
     return _PRESETS[name]
 
 

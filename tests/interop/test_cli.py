@@ -121,3 +121,36 @@ def test_finetune_never_writes_into_a_hf_folder(hf_dir, tmp_path):
     run = tmp_path / "run"
     args = build_parser().parse_args(["finetune", str(run), "--task", "verbo"])
     assert _finetune_out(args, "finetune-verbo-pretrained") == run / "finetune-verbo-pretrained"
+
+
+def test_load_opens_hugging_face_folders_with_their_reference_outputs(hf_dir, tmp_path):
+    """nanofm.load on a Hugging Face folder gives transformers' own probabilities: fill-mask (a BETO-like
+    folder) and image classification (a ViT folder saved without preprocessor_config.json: mean 0.5, std 0.5)."""
+    import nanofm
+    from nanofm.tasks.mlm import FillMask
+    from nanofm.tasks.vision import ImageClassifier
+
+    fill = nanofm.load(hf_dir, device="cpu")
+    assert isinstance(fill, FillMask)
+    text = "El niño [MASK] pan."
+    ref = transformers.BertForMaskedLM.from_pretrained(hf_dir).eval()
+    tok = transformers.BertTokenizer.from_pretrained(hf_dir)
+    enc = tok(text, return_tensors="pt")
+    with torch.no_grad():
+        probs = ref(**enc).logits[0, enc["input_ids"][0].tolist().index(tok.mask_token_id)].softmax(-1)
+    top = probs.topk(3)
+    got = fill(text, k=3)[0]  # the bug it catches: another tokenizer, a missing head bias, the mask misplaced
+    assert [t for t, _ in got] == tok.convert_ids_to_tokens(top.indices.tolist())
+    assert max(abs(p - q) for (_, p), q in zip(got, top.values.tolist())) < 1e-4
+
+    c = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                               image_size=28, patch_size=7, num_channels=1, id2label={0: "shirt", 1: "shoe", 2: "bag"})
+    vit = jitter(transformers.ViTForImageClassification(c)).eval()
+    vit.save_pretrained(tmp_path / "vit")
+    pixels = (torch.arange(28 * 28).reshape(28, 28) % 256).to(torch.uint8).numpy()
+    clf = nanofm.pipeline("image-classification", tmp_path / "vit", device="cpu")
+    assert isinstance(clf, ImageClassifier)
+    with torch.no_grad():
+        ref_probs = vit(pixel_values=(torch.from_numpy(pixels).float()[None, None] / 255 - 0.5) / 0.5).logits[0].softmax(-1)
+    got = dict(clf(pixels, k=3))  # an array in, as a user's numpy image
+    assert max(abs(got[c.id2label[i]] - p) for i, p in enumerate(ref_probs.tolist())) < 1e-4

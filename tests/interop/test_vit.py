@@ -86,7 +86,7 @@ def test_unrepresentable_vits_are_refused(tmp_path):
 
 def test_mae_run_exports_its_encoder(tmp_path):
     from nanofm.config import to_yaml
-    from nanofm.interop import convert_to_hf
+    from nanofm.tasks.convert import convert_to_hf
     from nanofm.models import MAE, MAEConfig
     from nanofm.tasks.vision import MAETaskConfig
     from nanofm.train.checkpoint import save_checkpoint, set_pointer

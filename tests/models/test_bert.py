@@ -7,9 +7,11 @@ from nanofm.models import (
     BertForMaskedLM,
     BertForSequenceClassification,
     BertForTokenClassification,
+    create,
+    get_config,
     load_pretrained_encoder,
+    presets,
 )
-from nanofm.registry import create, get_config, presets
 from tests.helpers import max_diff
 
 V, D, L, H, F, C = 100, 32, 2, 4, 64, 3  # vocabulary, width, layers, heads, feed-forward, classes

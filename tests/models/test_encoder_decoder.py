@@ -1,7 +1,6 @@
 import torch
 
-from nanofm.models import IGNORE_INDEX
-from nanofm.registry import create
+from nanofm.models import IGNORE_INDEX, create
 from nanofm.tasks.copy import CopyDataset, CopyTaskConfig, build, collate_for, copy_accuracy, is_held_out
 from nanofm.train import Trainer
 

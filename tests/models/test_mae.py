@@ -4,9 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nanofm.models import MAE, MAEConfig, ViT, ViTConfig, load_mae_encoder, patchify, random_masking, unpatchify
+from nanofm.models import MAE, MAEConfig, ViT, ViTConfig, create, get_config, load_mae_encoder, patchify, random_masking, unpatchify
 from nanofm.nn import PatchEmbedding
-from nanofm.registry import create, get_config
 from tests.helpers import max_diff
 
 B = 4

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from nanofm.models import IGNORE_INDEX, beam_search, greedy_search
-from nanofm.registry import create
+from nanofm.models import IGNORE_INDEX, beam_search, create, greedy_search
 from nanofm.tasks.copy import CopyDataset, CopyTaskConfig, collate_for
 from tests.helpers import max_diff
 

@@ -2,9 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from nanofm.models import ViT, ViTConfig
+from nanofm.models import ViT, ViTConfig, create, get_config
 from nanofm.nn import DropPath, PatchEmbedding
-from nanofm.registry import create, get_config
 from tests.helpers import copy_block, max_diff
 
 B = 3

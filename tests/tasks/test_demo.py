@@ -14,7 +14,7 @@ from PIL import Image
 
 from nanofm.cli import main
 from nanofm.tasks import demo_parts
-from nanofm.tasks.demo import PARTS, TITLES
+from nanofm.tasks.demo_plan import PARTS, TITLES
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -13,8 +13,7 @@ import yaml
 from nanofm.cli import main
 from nanofm.data import PadCollate
 from nanofm.data.spanish_tasks import Example, TaggedSentence, TaskData, load_task
-from nanofm.models import IGNORE_INDEX, BertForSequenceClassification
-from nanofm.registry import get_config
+from nanofm.models import IGNORE_INDEX, BertForSequenceClassification, get_config
 from nanofm.tasks.finetune import bio_entities, encode_examples, entity_scores, predict
 from nanofm.text.wordpiece import WordPieceTokenizer
 from nanofm.train.checkpoint import pick_checkpoint, read_state_dict
@@ -213,3 +212,79 @@ def test_few_labels_are_a_seeded_choice_shared_by_both_columns(pretrained, tasks
     assert few != everything[:12]
     assert chosen(False, "data.labels=12", "train.seed=1") != few
     assert len(chosen(False, "data.labels=1000")) == len(everything) == 80
+
+
+# ---------------------------------------------------------------- using a fine-tuned run: nanofm.load, predict
+
+
+@pytest.fixture(scope="module")
+def tuned(pretrained, tasks, tmp_path_factory):
+    """The fine-tuned classifier (label: the verb) and NER tagger, trained on task folders that are then moved
+    away: what the runs need to be used must travel with them."""
+    tmp = tmp_path_factory.mktemp("tuned")
+    runs = []
+    for task in tasks:
+        moved = tmp / f"{task.name}-task"
+        moved.mkdir()
+        for f in task.iterdir():
+            (moved / f.name).write_bytes(f.read_bytes())
+        run = tmp / task.name
+        assert main(["finetune", str(pretrained), "--task", str(moved), "--out", str(run), *FAST]) == 0
+        for f in moved.iterdir():
+            f.unlink()
+        moved.rmdir()
+        runs.append(run)
+    return runs
+
+
+def test_load_gives_a_text_classifier_with_the_training_predictions(tuned, tasks):
+    import nanofm
+    from nanofm.tasks.finetune import TextClassifier
+
+    clf = nanofm.load(tuned[0], device="cpu")
+    assert isinstance(clf, TextClassifier)
+    task = load_task(tasks[0])
+    assert clf.labels == task.labels  # from the run's labels.json: the task folder it was trained on is gone
+    tok = WordPieceTokenizer.load(tuned[0] / "tokenizer.json")
+    test = encode_examples(task, "test", tok, 32)
+    expected = [task.labels[int(p)] for p in predict(clf.model, test, PadCollate({"tokens": tok.pad_id, "segments": 0, "targets": IGNORE_INDEX}))]
+    texts = [ex.text for ex in task.splits["test"]]
+    got = clf(texts, k=1)
+    assert [r[0][0] for r in got] == expected  # the same answers as the training code's scoring (label order, inputs)
+    assert sum(r[0][0] == ex.label for r, ex in zip(got, task.splits["test"])) / len(texts) > 0.9  # learned: the verb
+    one = clf(texts[0])
+    assert len(one) == len(task.labels) and abs(sum(p for _, p in one) - 1) < 1e-5  # all labels, probabilities
+    assert [p for _, p in one] == sorted((p for _, p in one), reverse=True)
+    assert one[0][0] == got[0][0][0] and abs(one[0][1] - got[0][0][1]) < 1e-5  # alone = in a padded batch
+
+
+def test_load_gives_a_tagger_of_words_and_entities(tuned):
+    import nanofm
+    from nanofm.tasks.finetune import TokenTagger
+
+    tagger = nanofm.load(tuned[1], device="cpu")
+    assert isinstance(tagger, TokenTagger)
+    assert tagger("La niña lee un libro.") == [("La", "B-PER"), ("niña", "I-PER"), ("lee", "O"), ("un", "O"),
+                                               ("libro", "O"), (".", "O")]  # words split off the full stop
+    assert tagger.entities("La capital tiene un río.") == [("La capital", "LOC")]
+    words = ["Mi", "madre", "escribe", "la", "carta", "."]  # already split: taken as they are
+    assert tagger(["El niño come pan.", words])[1] == [(w, t) for w, t in zip(words, ["B-PER", "I-PER", "O", "O", "O", "O"])]
+
+
+def test_predict_cli_and_pipeline_on_fine_tuned_runs(tuned, tmp_path, capsys):
+    import nanofm
+    from nanofm.config import ConfigError
+
+    assert main(["predict", str(tuned[0]), "La niña lee un libro.", "-k", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("La niña lee un libro.: lee ") and line.count(",") == 1  # was: no command at all
+    assert main(["predict", str(tuned[1]), "El señor mira el árbol."]) == 0
+    assert capsys.readouterr().out.strip() == "El/B-PER señor/I-PER mira/O el/O árbol/O ./O"
+    with pytest.raises(ConfigError, match="a text-classification model, not token-classification"):
+        nanofm.pipeline("token-classification", tuned[0])
+    hf = tmp_path / "hf"
+    assert main(["convert", "--to-hf", str(tuned[0]), str(hf)]) == 0
+    capsys.readouterr()
+    from_run, from_hf = nanofm.load(tuned[0], device="cpu"), nanofm.pipeline("text-classification", hf, device="cpu")
+    a, b = from_run("Mi madre escribe la carta."), from_hf("Mi madre escribe la carta.")
+    assert [n for n, _ in a] == [n for n, _ in b] and max(abs(p - q) for (_, p), (_, q) in zip(a, b)) < 1e-5

@@ -291,3 +291,21 @@ def test_benchmark_t2i_table_holds_each_measure_in_its_row(monkeypatch, tmp_path
     assert "| caption fidelity, one item, seen combinations | 50.00% |" in table
     assert "| random baseline (two items, seen combinations) | 0.03% |" in table
     assert json.loads((tmp_path / "table.json").read_text())["rows"] == result["rows"]
+
+
+def test_load_and_predict_draw_captions(runs, tmp_path, capsys):
+    import nanofm
+    from PIL import Image
+
+    t2i = nanofm.load(runs / "unclip", device="cpu")
+    assert isinstance(t2i, bt.TextToImage)
+    captions = ["un vestido rojo", "a blue bag"]
+    a = t2i(captions, steps=3, prior_steps=3, seed=0)
+    b = bt.TextToImage.load(runs / "unclip")(captions, steps=3, prior_steps=3, seed=0)
+    assert a.shape == (2, 3, 32, 32) and torch.equal(a, b)  # the same pipeline, seeded alike
+    assert not torch.equal(a, t2i(captions, steps=3, prior_steps=3, seed=1))  # the seed is used
+    out = tmp_path / "p.png"
+    assert main(["predict", str(runs / "unclip"), *captions, "--steps", "3", "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}" and Image.open(out).size[0] > 60
+    with pytest.raises(Exception, match="a 'scene-verifier' run has no predictor"):
+        nanofm.load(runs / "verifier")

@@ -200,3 +200,16 @@ def test_test_subset_spreads_over_the_short_pairs(tmp_path):
     assert subset(test, None) is test and len(subset(test, 10**6, short)) == len(pool)
     assert decode_limit(20) == 40
     assert parts.compute_metrics is None
+
+
+def test_load_and_predict_translate_as_translate_does(trained, capsys, tmp_path):
+    import nanofm
+
+    lines = ["Guarde el documento.", "", "El gato duerme."]
+    expected = Translator.load(trained).translate(lines, beam=2)
+    predictor = nanofm.load(trained, device="cpu")
+    assert isinstance(predictor, Translator) and predictor.translate(lines, beam=2) == expected
+    assert predictor("El gato duerme.", beam=2) == expected[2]  # one text in, one text out (not its characters)
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    assert main(["predict", str(trained), "--file", str(tmp_path / "in.txt"), "--beam", "2"]) == 0
+    assert capsys.readouterr().out.split("\n")[:3] == expected  # one line per input line, the empty one kept

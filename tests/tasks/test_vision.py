@@ -76,6 +76,19 @@ def test_vit_trains_classifies_and_draws(data, tmp_path, capsys):
     assert main(["classify", str(run), str(image), "-k", "2"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{image}: Dress ") and line.count(",") == 1  # class 3 of Fashion-MNIST is "Dress"
+    assert main(["predict", str(run), str(image), "-k", "2"]) == 0
+    assert capsys.readouterr().out.strip() == line  # the one command for every run says the same
+
+    import nanofm
+    from nanofm.tasks.vision import ImageClassifier
+
+    clf = nanofm.load(run, device="cpu")
+    assert isinstance(clf, ImageClassifier)
+    by_path = clf(image, k=2)
+    assert clf(Image.open(image), k=2) == by_path  # a Pillow image: converted as the file is
+    assert clf(np.asarray(Image.open(image)), k=2) == by_path  # an RGB array (H, W, 3) uint8
+    batch = clf([image, pixels.astype(np.float32) / 255], k=2)  # a float array in [0, 1], grey
+    assert batch[0] == by_path and batch[1][0][0] == "Dress"
 
 
 def test_mae_pretrain_finetune_and_linear_probe(data, tmp_path, capsys):

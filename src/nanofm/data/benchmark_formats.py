@@ -33,7 +33,7 @@ from pathlib import Path
 
 from nanofm.errors import DataError
 
-from .spanish_tasks import Example, TaggedSentence, _lines, _two_fields
+from .task_files import Example, TaggedSentence, numbered_lines, two_fields
 
 MLDOC_LABELS = ("CCAT", "ECAT", "GCAT", "MCAT")
 XNLI_LABELS = ("contradiction", "entailment", "neutral")
@@ -43,7 +43,7 @@ MISSING = ("", "NS")  # a sentence a pair file lacks
 def _sentences(path: str | Path, parse) -> list[TaggedSentence]:
     """Sentences separated by blank lines; parse(n, line) -> (word, tag), or None to skip the line."""
     out, words, tags = [], [], []
-    for n, line in [*_lines(path), (0, "")]:
+    for n, line in [*numbered_lines(path), (0, "")]:
         if not line.strip():
             if words:
                 out.append(TaggedSentence(words, tags))
@@ -86,9 +86,9 @@ def read_conllu(path: str | Path) -> list[TaggedSentence]:
 
 def read_mldoc(path: str | Path) -> list[Example]:
     out = []
-    for n, line in _lines(path):
+    for n, line in numbered_lines(path):
         if line.strip():
-            label, text = _two_fields(path, n, line)
+            label, text = two_fields(path, n, line)
             if label not in MLDOC_LABELS:
                 raise DataError(f"{path}:{n}: expected a label {', '.join(MLDOC_LABELS)} first, got {label!r}")
             out.append(Example(text, label))
@@ -98,7 +98,7 @@ def read_mldoc(path: str | Path) -> list[Example]:
 def _table(path: str | Path, *need: str) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, {column: value}) for each row of a TSV file whose header names the columns `need`."""
     header = None
-    for n, line in _lines(path):
+    for n, line in numbered_lines(path):
         if not line.strip():
             continue
         fields = line.split("\t")

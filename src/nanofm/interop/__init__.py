@@ -3,13 +3,11 @@
     conv = load_hf("folder")                 # config.json + model.safetensors -> nanofm model (conv.model)
     config, weights = to_hf(model)           # a nanofm BERT or ViT -> config.json (dict) + Hugging Face tensors
     save_hf(model, "out", tokenizer=tok)     # ... written as a folder transformers loads
-    convert_from_hf("folder", "runs/x")      # `nanofm convert --from-hf`: a run folder every command reads
-    convert_to_hf("runs/x", "out")           # `nanofm convert --to-hf`
 
+Run folders <-> Hugging Face folders (`nanofm convert`) are nanofm.tasks.convert's, which uses this package.
 No network: folders on disk only. Weights are checked name by name and shape by shape (WeightMismatchError).
 """
 
-from .convert import convert_from_hf, convert_to_hf
 from .folder import from_hf, is_hf_folder, load_hf, read_config, read_weights, save_hf, to_hf
 from .mapping import Converted, WeightMismatchError
 from .tokenizer import load_hf_tokenizer, load_tokenizer, save_hf_tokenizer, tokenizer_files
@@ -17,8 +15,6 @@ from .tokenizer import load_hf_tokenizer, load_tokenizer, save_hf_tokenizer, tok
 __all__ = [
     "Converted",
     "WeightMismatchError",
-    "convert_from_hf",
-    "convert_to_hf",
     "from_hf",
     "is_hf_folder",
     "load_hf",

@@ -1,8 +1,9 @@
-"""Model families, composed from the shared core; importing this registers their presets."""
+"""Model families, composed from the shared core; importing this registers them and their presets, and gives
+the registry's lookups: `create(name, **overrides)`, `get_config`, `get_preset`, `presets`."""
 
 import dataclasses
 
-from nanofm.registry import register_family, register_preset
+from nanofm.registry import create, get_config, get_preset, presets, register_family, register_preset
 
 from .decoding import beam_search, greedy_search
 from .encoder_decoder import EncoderDecoder, EncoderDecoderConfig
@@ -57,7 +58,11 @@ __all__ = [
     "Seq2SeqRNN",
     "Seq2SeqRNNConfig",
     "beam_search",
+    "create",
+    "get_config",
+    "get_preset",
     "greedy_search",
+    "presets",
 ]
 
 from .bert import (  # noqa: E402

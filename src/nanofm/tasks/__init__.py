@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from nanofm.config import ConfigError, load_config, read_file
+from nanofm.config import ConfigError, find_config, load_config, read_file
+from nanofm.runs import Run, open_run
 
 from .base import TaskParts
 
@@ -42,7 +43,9 @@ def task_names() -> list[str]:
 
 
 def load_task_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Any:
-    """Read a run config; its `task:` key chooses the config class (and so what every other key may be)."""
+    """Read a run config (a file, or the name of a shipped one: find_config); its `task:` key chooses the config
+    class (and so what every other key may be)."""
+    path = find_config(path)
     data, origins = read_file(path)
     name = data.get("task")
     for item in overrides:  # `task=...` given on the command line wins
@@ -55,24 +58,25 @@ def load_task_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     return load_config(tasks[name].config_cls, path, overrides)
 
 
+def open_trained(run_dir: str | Path, checkpoint: str | None = "best") -> tuple[Run, Any]:
+    """A run folder of any task, opened at `checkpoint` (None: none), and its typed config."""
+    run = open_run(run_dir, checkpoint)
+    if run.task not in _tasks():
+        raise ConfigError(f"{run.dir / 'config.yaml'}: 'task' must be one of {task_names()}, got {run.task!r}")
+    return run, run.config(_tasks()[run.task].config_cls)
+
+
 def load_trained(run_dir: str | Path, task: str, what: str, model_cls: Callable[[Any], Any],
                  checkpoint: str = "best") -> tuple[Any, Any]:
     """(config, model with its `checkpoint` weights) of a run folder that must be of `task` (`what` names
     it in the error)."""
-    from nanofm.train import load_model_weights
-    from nanofm.train.checkpoint import pick_checkpoint
-
-    run_dir = Path(run_dir)
-    cfg = load_task_config(run_dir / "config.yaml")
-    if cfg.task != task:
-        raise ConfigError(f"{run_dir}: not {what} run (task {cfg.task!r})")
-    model = model_cls(cfg.model)
-    load_model_weights(model, pick_checkpoint(run_dir, checkpoint) / "model.safetensors")
-    return cfg, model
+    run = open_run(run_dir, checkpoint, (task,), what)
+    cfg = run.config(_tasks()[task].config_cls)
+    return cfg, run.load_weights(model_cls(cfg.model))
 
 
 def build_task(cfg: Any) -> TaskParts:
     return _tasks()[cfg.task].build(cfg)
 
 
-__all__ = ["TaskParts", "build_task", "load_task_config", "load_trained", "task_names"]
+__all__ = ["TaskParts", "build_task", "load_task_config", "load_trained", "open_trained", "task_names"]

@@ -20,6 +20,7 @@ class TaskParts:
     pictures: Callable[[nn.Module, Path], list[Path]] | None = None  # PNGs written into the run folder at the end
     describe: str = ""  # one line about the task, printed before training
     files: dict[str, Path] = field(default_factory=dict)  # files to copy into the run folder (e.g. tokenizer.json)
+    texts: dict[str, str] = field(default_factory=dict)  # small files to write into it (e.g. a classifier's labels.json)
     extras: dict[str, Any] = field(default_factory=dict)  # task-specific pieces (a tokenizer, a test split)
 
 
@@ -38,6 +39,8 @@ def task_trainer(parts: TaskParts, cfg: Any, run_dir: Path, resume: str | None =
     if copy_files:
         for name, src in parts.files.items():
             shutil.copyfile(src, Path(run_dir) / name)
+        for name, text in parts.texts.items():
+            (Path(run_dir) / name).write_text(text, encoding="utf-8")
     return trainer
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -36,6 +35,7 @@ from nanofm.models.prior import DiffusionPrior
 from nanofm.models.unclip import UnCLIP
 from nanofm.models.verifier import SceneVerifier
 from nanofm.progress import progress_bar, write
+from nanofm.runs import pick_device
 
 from .t2i import CaptionEncoder, SceneExamples, clip_retrieval, from_model_range, load_clip, to_model_range, verify
 
@@ -59,16 +59,16 @@ def write_unclip(out: str | Path, prior: str | Path, decoder: str | Path, clip: 
     return out / "unclip.yaml"
 
 
-@dataclass
 class TextToImage:
     """A loaded unCLIP folder: `TextToImage.load("runs/unclip")(["un vestido rojo"] * 8, seed=0)` -> images in [0, 1]."""
 
-    pipeline: UnCLIP
-    encode: CaptionEncoder
-    data_dir: str  # the scenes the runs were trained on
+    def __init__(self, pipeline: UnCLIP, encode: CaptionEncoder, data_dir: str, device: str | torch.device | None = None):
+        self.device = pick_device(device)
+        self.pipeline, self.encode = pipeline.eval().to(self.device), encode
+        self.data_dir = data_dir  # the scenes the runs were trained on
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best") -> "TextToImage":
+    def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str | torch.device | None = None) -> "TextToImage":
         from nanofm.tasks import load_trained
 
         run_dir = Path(run_dir)
@@ -83,19 +83,19 @@ class TextToImage:
         _, clip, encode = load_clip(where["clip"], checkpoint)
         _, prior = load_trained(where["prior"], "diffusion-prior", "a diffusion-prior", DiffusionPrior, checkpoint)
         d_cfg, decoder = load_trained(where["decoder"], "diffusion-decoder", "a diffusion-decoder", DiffusionDecoder, checkpoint)
-        return cls(UnCLIP(clip, prior, decoder).eval(), encode, d_cfg.data.dir)
+        return cls(UnCLIP(clip, prior, decoder), encode, d_cfg.data.dir, device)
 
     @torch.no_grad()
     def __call__(self, captions: Sequence[str], steps: int = 50, guidance: float = 3.0, eta: float = 0.0,
                  use_prior: bool = True, prior_steps: int = 64, prior_guidance: float = 1.0, seed: int | None = None,
                  progress: bool = False, batch: int = 250) -> Tensor:
         """One image per caption -> (N, C, H, W) in [0, 1]. The same seed gives the same images."""
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         out = []
         for i in range(0, len(captions), batch):
             tokens, pad = self.encode(captions[i : i + batch])
-            out.append(self.pipeline.generate(tokens, pad, steps, guidance, eta, use_prior, prior_steps, prior_guidance,
-                                              gen, progress))
+            out.append(self.pipeline.generate(tokens.to(self.device), pad.to(self.device), steps, guidance, eta, use_prior,
+                                              prior_steps, prior_guidance, gen, progress).cpu())
         return from_model_range(torch.cat(out))
 
 

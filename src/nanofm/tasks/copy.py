@@ -16,8 +16,7 @@ from torch import Tensor
 
 from nanofm.config import require, require_fits
 from nanofm.data import PadCollate
-from nanofm.models import IGNORE_INDEX, EncoderDecoder, EncoderDecoderConfig
-from nanofm.registry import get_config
+from nanofm.models import IGNORE_INDEX, EncoderDecoder, EncoderDecoderConfig, get_config
 from nanofm.train import TrainConfig
 
 from .base import TaskParts

@@ -11,22 +11,25 @@ without its B- starts an entity, as in conlleval). It equals seqeval's default m
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from safetensors import safe_open
+from torch import Tensor, nn
 
-from nanofm.config import require, require_fits
+from nanofm.config import ConfigError, require, require_fits
 from nanofm.data import PadCollate
 from nanofm.data.spanish_tasks import TaskData, load_task
 from nanofm.errors import DataError
 from nanofm.interop import is_hf_folder, load_hf, load_tokenizer, read_config, tokenizer_files
-from nanofm.interop.bert import config_from_hf
-from nanofm.models import IGNORE_INDEX
+from nanofm.interop.bert import config_from_hf, labels_from_hf, labels_to_hf
+from nanofm.models import IGNORE_INDEX, get_config
 from nanofm.models.bert import BertConfig, BertForSequenceClassification, BertForTokenClassification, load_pretrained_encoder
-from nanofm.registry import get_config
+from nanofm.runs import open_run, pick_device
 from nanofm.text.wordpiece import WordPieceTokenizer
 from nanofm.train import TrainConfig
 
@@ -178,6 +181,7 @@ def build(cfg: FinetuneTaskConfig) -> TaskParts:
         describe=(f"fine-tuning {task.name} ({task.kind}{', silver' if task.silver else ''}, {len(task.labels)} labels, "
                   f"metric {task.metric}): {len(train)} train, {len(dev)} dev, {len(test)} test; from {start}"),
         files=tokenizer_files(cfg.data.tokenizer),
+        texts={LABELS_FILE: json.dumps(labels_to_hf(task.labels, len(task.labels)), ensure_ascii=False, indent=1) + "\n"},
         extras={"task": task, "test": test, "tokenizer": tok},
     )
 
@@ -202,3 +206,103 @@ def finetune_config(run_dir: str | Path, task_dir: str, from_scratch: bool) -> d
         model, tokenizer, max_len = pre.model, str(run_dir / "tokenizer.json"), pre.data.max_len
     data = FinetuneDataConfig(dir=task_dir, tokenizer=tokenizer, max_len=max_len)
     return to_dict(FinetuneTaskConfig(init=None if from_scratch else str(run_dir), model=model, data=data))
+
+
+# ---------------------------------------------------------------- using a fine-tuned run
+
+LABELS_FILE = "labels.json"  # a classifier run's class names, Hugging Face's way: {"id2label": {"0": ...}, "label2id": {...}}
+WORD = re.compile(r"\w+|[^\w\s]")  # a tagger's words: runs of letters and digits, and each other sign alone
+
+
+def load_bert_classifier(path: str | Path, checkpoint: str = "best") -> tuple[nn.Module, list[str], int]:
+    """(model, class names, longest input) of a fine-tuned BERT: a `nanofm finetune` run folder (sequence or
+    token classifier, told apart by its weights: only the sequence classifier has a pooler) or a Hugging Face
+    BertForSequenceClassification / BertForTokenClassification folder. Class names missing: LABEL_i."""
+    if is_hf_folder(path):
+        conv = load_hf(path)
+        if not isinstance(conv.model, (BertForSequenceClassification, BertForTokenClassification)):
+            raise DataError(f"{path}: a {conv.architecture}; a classifier needs BertForSequenceClassification or "
+                            "BertForTokenClassification weights")
+        cfg = conv.model.cfg
+        return conv.model, list(conv.labels or [f"LABEL_{i}" for i in range(cfg.n_labels)]), cfg.max_len
+    run = open_run(path, checkpoint, ("finetune",), "a fine-tuning")
+    cfg = run.config(FinetuneTaskConfig)
+    with safe_open(str(run.checkpoint / "model.safetensors"), "pt") as f:  # the names only
+        pooled = "bert.pooler.dense.weight" in f.keys()
+    model = run.load_weights((BertForSequenceClassification if pooled else BertForTokenClassification)(cfg.model))
+    labels = None
+    if (run.dir / LABELS_FILE).is_file():
+        labels = labels_from_hf(json.loads((run.dir / LABELS_FILE).read_text(encoding="utf-8")))
+    elif cfg.data.dir and (Path(cfg.data.dir) / "task.json").is_file():  # a run from before labels.json
+        labels = load_task(cfg.data.dir).labels
+    return model, labels or [f"LABEL_{i}" for i in range(cfg.model.n_labels)], min(cfg.data.max_len, cfg.model.max_len)
+
+
+class TextClassifier:
+    """A fine-tuned sequence classifier: `TextClassifier.load("runs/areas")("Abra el menú Formato.")` ->
+    [(label, probability), ...], likeliest first; a pair of texts (PAWS-X, XNLI) is a tuple; a list is a batch."""
+
+    def __init__(self, model: BertForSequenceClassification, tok: WordPieceTokenizer, labels: list[str], max_len: int,
+                 device: str | torch.device | None = None):
+        self.device = pick_device(device)
+        self.model, self.tok, self.labels, self.max_len = model.eval().to(self.device), tok, labels, max_len
+        self.collate = PadCollate({"tokens": tok.pad_id, "segments": 0})
+
+    @classmethod
+    def load(cls, path: str | Path, checkpoint: str = "best", device: str | torch.device | None = None) -> "TextClassifier":
+        model, labels, max_len = load_bert_classifier(path, checkpoint)
+        if not isinstance(model, BertForSequenceClassification):
+            raise ConfigError(f"{path}: a token classifier (tagger); load it with TokenTagger")
+        return cls(model, load_tokenizer(path), labels, max_len, device)
+
+    @torch.no_grad()
+    def __call__(self, texts: str | tuple[str, str] | list, k: int | None = None) -> list:
+        """One text (or pair) -> its labels with probabilities (the k likeliest; None: all); a list -> one such list each."""
+        batch = texts if isinstance(texts, list) else [texts]
+        encs = [self.tok.encode(t, self.max_len) if isinstance(t, str) else self.tok.encode_pair(*t, self.max_len)
+                for t in batch]
+        x = self.collate([{"tokens": torch.tensor(e.ids), "segments": torch.tensor(e.type_ids)} for e in encs])
+        probs = self.model(x["tokens"].to(self.device), x["segments"].to(self.device)).logits.float().softmax(-1).cpu()
+        top = probs.topk(min(k or probs.size(-1), probs.size(-1)), dim=-1)
+        out = [[(self.labels[i], p) for i, p in zip(idx.tolist(), pr.tolist())] for idx, pr in zip(top.indices, top.values)]
+        return out if isinstance(texts, list) else out[0]
+
+
+class TokenTagger:
+    """A fine-tuned token classifier (POS, NER): `TokenTagger.load("runs/ner")("Juan vive en Madrid.")` ->
+    [(word, tag), ...]; `entities(text)` -> [(words, type)] from BIO tags. A text is split into words (letters
+    and digits, and each other sign alone); a list is a batch, of texts or of lists of words."""
+
+    def __init__(self, model: BertForTokenClassification, tok: WordPieceTokenizer, labels: list[str], max_len: int,
+                 device: str | torch.device | None = None):
+        self.device = pick_device(device)
+        self.model, self.tok, self.labels, self.max_len = model.eval().to(self.device), tok, labels, max_len
+        self.collate = PadCollate({"tokens": tok.pad_id, "segments": 0})
+
+    @classmethod
+    def load(cls, path: str | Path, checkpoint: str = "best", device: str | torch.device | None = None) -> "TokenTagger":
+        model, labels, max_len = load_bert_classifier(path, checkpoint)
+        if not isinstance(model, BertForTokenClassification):
+            raise ConfigError(f"{path}: a sequence classifier; load it with TextClassifier")
+        return cls(model, load_tokenizer(path), labels, max_len, device)
+
+    @torch.no_grad()
+    def __call__(self, texts: str | list) -> list:
+        """A text -> [(word, tag)] for its words (words past the model's length get no tag and are left out);
+        a list of texts or of word lists -> one such list each."""
+        batch = [texts] if isinstance(texts, str) else texts
+        sentences = [WORD.findall(t) if isinstance(t, str) else list(t) for t in batch]
+        encs = [self.tok.encode_words(words, max_length=self.max_len) for words in sentences]
+        x = self.collate([{"tokens": torch.tensor(e.ids), "segments": torch.tensor(e.type_ids)} for e in encs])
+        tags = self.model(x["tokens"].to(self.device), x["segments"].to(self.device)).logits.argmax(-1).cpu()
+        out = []
+        for words, enc, row in zip(sentences, encs, tags):
+            firsts = {w: i for i, w in reversed(list(enumerate(enc.word_ids))) if w is not None}  # word -> first sub-word
+            out.append([(words[w], self.labels[int(row[i])]) for w, i in sorted(firsts.items())])
+        return out[0] if isinstance(texts, str) else out
+
+    def entities(self, text: str) -> list[tuple[str, str]]:
+        """The entities of BIO tags (an I- without its B- starts one): [(their words joined, type)]."""
+        tagged = self(text)
+        spans = sorted(bio_entities([t for _, t in tagged]))
+        return [(" ".join(w for w, _ in tagged[a:b]), kind) for a, b, kind in spans]

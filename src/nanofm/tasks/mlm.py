@@ -24,9 +24,10 @@ from nanofm.data.collate import pad_sequences
 from nanofm.data.corpus import read_corpus
 from nanofm.data.mlm import MaskingConfig, MLMCollator, pack_documents
 from nanofm.errors import DataError
-from nanofm.models import IGNORE_INDEX
+from nanofm.interop import is_hf_folder, load_hf, load_hf_tokenizer
+from nanofm.models import IGNORE_INDEX, get_config
 from nanofm.models.bert import BertConfig, BertForMaskedLM
-from nanofm.registry import get_config
+from nanofm.runs import open_run, pick_device
 from nanofm.text.wordpiece import WordPieceTokenizer
 from nanofm.train import TrainConfig
 
@@ -165,28 +166,31 @@ def build(cfg: MLMTaskConfig) -> TaskParts:
 
 class FillMask:
     """A pretrained run folder or a Hugging Face BERT folder with its MLM head:
-    `FillMask.load("runs/x")("La capital de [MASK] es Madrid.", k=5)`."""
+    `FillMask.load("runs/x")("La capital de [MASK] es Madrid.", k=5)`; a list of texts is a batch."""
 
-    def __init__(self, model: BertForMaskedLM, tok: WordPieceTokenizer):
-        self.model, self.tok = model.eval(), tok
+    def __init__(self, model: BertForMaskedLM, tok: WordPieceTokenizer, device: str | torch.device | None = None):
+        self.device = pick_device(device)
+        self.model, self.tok = model.eval().to(self.device), tok
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best") -> "FillMask":
-        from nanofm.interop import is_hf_folder, load_hf, load_hf_tokenizer
-        from nanofm.tasks import load_trained
-
+    def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str | torch.device | None = None) -> "FillMask":
         if is_hf_folder(run_dir):  # `checkpoint` does not apply: the folder holds one set of weights
             conv = load_hf(run_dir)
             if not isinstance(conv.model, BertForMaskedLM):
                 raise DataError(f"{run_dir}: a {conv.architecture}; fill-mask needs BertForMaskedLM or BertForPreTraining weights")
-            return cls(conv.model, load_hf_tokenizer(run_dir))
-        _, model = load_trained(run_dir, "mlm", "a masked-language-model", BertForMaskedLM, checkpoint)
-        return cls(model, WordPieceTokenizer.load(Path(run_dir) / "tokenizer.json"))
+            return cls(conv.model, load_hf_tokenizer(run_dir), device)
+        run = open_run(run_dir, checkpoint, ("mlm",), "a masked-language-model")
+        model = run.load_weights(BertForMaskedLM(run.config(MLMTaskConfig).model))
+        return cls(model, WordPieceTokenizer.load(run.file("tokenizer.json")), device)
+
+    def __call__(self, text: str | list[str], k: int = 5) -> list:
+        """For each [MASK] in text, the k likeliest tokens with their probabilities; a list of texts -> one such
+        list each. A text longer than the model is cut at its max_len tokens, with a warning on stderr naming
+        the masks left unfilled."""
+        return [self._fill(t, k) for t in text] if isinstance(text, list) else self._fill(text, k)
 
     @torch.no_grad()
-    def __call__(self, text: str, k: int = 5) -> list[list[tuple[str, float]]]:
-        """For each [MASK] in text, the k likeliest tokens with their probabilities. A text longer than the
-        model is cut at its max_len tokens, with a warning on stderr naming the masks left unfilled."""
+    def _fill(self, text: str, k: int) -> list[list[tuple[str, float]]]:
         limit = self.model.cfg.max_len
         ids = self.tok.encode(text).ids  # (T,): [CLS] text [SEP], whole
         masks = [i for i, t in enumerate(ids) if t == self.tok.mask_id]  # positions of masks 1..M
@@ -202,7 +206,7 @@ class FillMask:
             lost = f"{past} past them and {'was' if one else 'were'} not filled" if kept < len(masks) else "every [MASK] lies within them"
             print(f"warning: {what} was truncated at the model's {limit} tokens: {lost}", file=sys.stderr)
             ids, masks = ids[: limit - 1] + [self.tok.sep_id], masks[:kept]  # (limit,): as encode(max_length=limit)
-        probs = self.model(torch.tensor([ids])).logits[0, masks].softmax(-1)  # (M, V)
+        probs = self.model(torch.tensor([ids], device=self.device)).logits[0, masks].float().softmax(-1).cpu()  # (M, V)
         top = probs.topk(k, dim=-1)
         return [[(self.tok.tokens([i])[0], p) for i, p in zip(idx.tolist(), pr.tolist())]
                 for idx, pr in zip(top.indices, top.values)]

@@ -25,12 +25,12 @@ from torch import Tensor
 from nanofm.config import require
 from nanofm.data.collate import pad_sequences
 from nanofm.data.scenes import SceneSet, content_key, load_scenes
+from nanofm.models import get_config
 from nanofm.models.clip import CLIP, CLIPConfig
 from nanofm.models.dit import DiffusionDecoder, DiTConfig
 from nanofm.models.prior import DiffusionPrior, PriorConfig
 from nanofm.models.verifier import SceneVerifier, VerifierConfig
 from nanofm.progress import progress_bar
-from nanofm.registry import get_config
 from nanofm.text.wordpiece import WordPieceTokenizer
 from nanofm.train import TrainConfig, collate_generator
 

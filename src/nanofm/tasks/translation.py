@@ -20,10 +20,10 @@ from torch import Tensor
 
 from nanofm.config import require, require_fits
 from nanofm.data import PadCollate
-from nanofm.models import IGNORE_INDEX, EncoderDecoder, EncoderDecoderConfig, Seq2SeqRNN, Seq2SeqRNNConfig
+from nanofm.models import IGNORE_INDEX, EncoderDecoder, EncoderDecoderConfig, Seq2SeqRNN, Seq2SeqRNNConfig, get_config
 from nanofm.models.decoding import beam_search, greedy_search
 from nanofm.progress import progress_bar
-from nanofm.registry import get_config
+from nanofm.runs import open_run, pick_device
 from nanofm.text import Tokenizer, train_bpe
 from nanofm.text_files import decode_user_text, split_lines
 from nanofm.train import TrainConfig
@@ -264,24 +264,19 @@ def read_lines(path: str | Path | None = None) -> list[str]:
 class Translator:
     """A trained run folder, ready to translate: `Translator.load("runs/x").translate(["Soy estudiante."])`."""
 
-    def __init__(self, model, tok: Tokenizer, cfg: TranslationConfig):
-        self.model, self.tok, self.cfg = model.eval(), tok, cfg
+    def __init__(self, model, tok: Tokenizer, cfg: TranslationConfig, device: str | torch.device | None = None):
+        self.device = pick_device(device)
+        self.model, self.tok, self.cfg = model.eval().to(self.device), tok, cfg
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best") -> "Translator":
-        from nanofm.config import ConfigError
-        from nanofm.tasks import load_task_config
-        from nanofm.train import load_model_weights
-        from nanofm.train.checkpoint import pick_checkpoint
+    def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str | torch.device | None = None) -> "Translator":
+        run = open_run(run_dir, checkpoint, ("translate-transformer", "translate-rnn"), "a translation")
+        cfg = run.config(TranslateTransformerConfig if run.task == "translate-transformer" else TranslateRNNConfig)
+        return cls(run.load_weights(build_model(cfg)), Tokenizer.load(run.file("tokenizer.json")), cfg, device)
 
-        run_dir = Path(run_dir)
-        cfg = load_task_config(run_dir / "config.yaml")
-        if cfg.task not in ("translate-transformer", "translate-rnn"):
-            raise ConfigError(f"{run_dir}: not a translation run (task {cfg.task!r})")
-        tok = Tokenizer.load(run_dir / "tokenizer.json")
-        model = build_model(cfg)
-        load_model_weights(model, pick_checkpoint(run_dir, checkpoint) / "model.safetensors")
-        return cls(model, tok, cfg)
+    def __call__(self, texts: str | list[str], beam: int = 4) -> str | list[str]:
+        """One text -> its translation; a list -> one each (as `translate`)."""
+        return self.translate([texts], beam)[0] if isinstance(texts, str) else self.translate(texts, beam)
 
     def encode(self, text: str) -> tuple[Tensor, bool]:
         """Text -> source ids ending in EOS, and whether it had to be truncated to the model's max_len."""
@@ -311,6 +306,6 @@ class Translator:
         src, _ = self.encode(text)
         tgt_ids = self.tok.encode(translation) + [self.tok.eos_id]
         tgt_in = torch.tensor([[self.tok.bos_id] + tgt_ids[:-1]])
-        maps = self.model.attention_maps(src[None], tgt_in)[:, 0]  # (L, H, T, S)
+        maps = self.model.attention_maps(src[None].to(self.device), tgt_in.to(self.device))[:, 0].cpu()  # (L, H, T, S)
         return self.tok.tokens(src.tolist()), self.tok.tokens(tgt_ids), maps
 

@@ -20,12 +20,13 @@ from torch import Tensor
 
 from nanofm.config import ConfigError, require
 from nanofm.errors import DataError
+from nanofm.models import get_config
 from nanofm.models.mae import MAE, MAEConfig
 from nanofm.models.vit import ViT, ViTConfig
-from nanofm.registry import get_config
+from nanofm.runs import open_run, pick_device
 from nanofm.train import TrainConfig, collate_generator
 from nanofm.vision.augment import AugmentConfig, augment
-from nanofm.vision.io import ImageSet
+from nanofm.vision.io import ImageSet, image_tensor
 
 from .base import TaskParts
 
@@ -290,31 +291,38 @@ def classification_pictures(model: ViT, data: ImageExamples, collate: ImageColla
 
 
 class ImageClassifier:
-    """A classification run folder: `ImageClassifier.load("runs/x")("shoe.png", k=3)` -> [(class, prob)]."""
+    """A classification run folder: `ImageClassifier.load("runs/x")("shoe.png", k=3)` -> [(class, prob)]. An
+    image is a file path, a Pillow image or an array (see vision.io.image_tensor); a list of them is a batch."""
 
-    def __init__(self, model: ViT, collate: ImageCollate, classes: list[str]):
-        self.model, self.collate, self.classes = model.eval(), collate, classes
+    def __init__(self, model: ViT, collate: ImageCollate, classes: list[str], device: str | torch.device | None = None):
+        self.device = pick_device(device)
+        self.model, self.collate, self.classes = model.eval().to(self.device), collate, classes
 
     @classmethod
-    def load(cls, run_dir: str | Path, checkpoint: str = "best") -> "ImageClassifier":
-        from nanofm.tasks import load_trained
-
-        cfg, model = load_trained(run_dir, "image-classify", "an image-classification", ViT, checkpoint)
-        return cls(model, ImageCollate(cfg.data.mean, cfg.data.std, cfg.data.augment), cfg.data.classes)
+    def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str | torch.device | None = None) -> "ImageClassifier":
+        run = open_run(run_dir, checkpoint, ("image-classify",), "an image-classification")
+        cfg = run.config(ImageClassifyTaskConfig)
+        model = run.load_weights(ViT(cfg.model))
+        return cls(model, ImageCollate(cfg.data.mean, cfg.data.std, cfg.data.augment), cfg.data.classes, device)
 
     @torch.no_grad()
-    def __call__(self, path: str | Path, k: int = 3) -> list[tuple[str, float]]:
-        from nanofm.vision.io import load_image
+    def __call__(self, images: Any, k: int = 3) -> list:
+        """One image -> its k likeliest classes [(class, probability)]; a list -> one such list each."""
+        batch = images if isinstance(images, list) else [images]
+        x = torch.stack([self._fit(image_tensor(im, channels=self.model.cfg.in_channels)) for im in batch])
+        probs = self.model(self.collate.normalise(x).to(self.device)).logits.float().softmax(-1).cpu()  # (B, classes)
+        top = probs.topk(min(k, probs.size(-1)), dim=-1)
+        out = [[(self.classes[i], p) for i, p in zip(idx.tolist(), pr.tolist())] for idx, pr in zip(top.indices, top.values)]
+        return out if isinstance(images, list) else out[0]
 
-        cfg = self.model.cfg
-        img = load_image(path, channels=cfg.in_channels)  # uint8 (C, H, W)
-        if img.shape[-1] != cfg.image_size or img.shape[-2] != cfg.image_size:
-            img = torch.nn.functional.interpolate(img[None].float(), size=(cfg.image_size, cfg.image_size),
-                                                  mode="bilinear", antialias=True, align_corners=False)[0]
-            img = img.round().clamp(0, 255).to(torch.uint8)
-        probs = self.model(self.collate.normalise(img[None])).logits[0].softmax(-1)
-        top = probs.topk(min(k, probs.numel()))
-        return [(self.classes[i], p) for i, p in zip(top.indices.tolist(), top.values.tolist())]
+    def _fit(self, img: Tensor) -> Tensor:
+        """uint8 (C, H, W) resized (bilinear, antialiased) to the model's square input."""
+        size = self.model.cfg.image_size
+        if img.shape[-2:] == (size, size):
+            return img
+        img = torch.nn.functional.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True,
+                                              align_corners=False)[0]
+        return img.round().clamp(0, 255).to(torch.uint8)
 
 
 def vision_finetune_config(run_dir: str | Path, data_dir: str, from_scratch: bool, linear_probe: bool) -> dict[str, Any]:

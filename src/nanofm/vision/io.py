@@ -102,6 +102,30 @@ def load_image(path: str | Path, channels: int | None = None) -> Tensor:
             img = _to_l_or_rgb(ImageOps.exif_transpose(img))  # upright, as viewers show it (phone photos)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: cannot read image ({e})") from None
+    return _pil_to_tensor(img, channels)
+
+
+def image_tensor(image: str | Path | Image.Image | np.ndarray | Tensor, channels: int | None = None) -> Tensor:
+    """A file path, a Pillow image, or an array (H, W) / (H, W, C) (uint8, or float in [0, 1]) as uint8
+    (C, H, W), converted as load_image does; a tensor (C, H, W) uint8 is taken as it is."""
+    if isinstance(image, (str, Path)):
+        return load_image(image, channels)
+    if isinstance(image, Image.Image):
+        return _pil_to_tensor(_to_l_or_rgb(ImageOps.exif_transpose(image)), channels)
+    if isinstance(image, Tensor) and image.dtype == torch.uint8 and image.ndim == 3:
+        return image
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise DataError(f"an image array must be (H, W) or (H, W, C) with C in 1, 3, 4; got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255).round().astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return image_tensor(Image.fromarray(arr), channels)
+
+
+def _pil_to_tensor(img: Image.Image, channels: int | None) -> Tensor:
+    """A Pillow image in mode 'L' or 'RGB' -> uint8 (C, H, W), `channels` forced as load_image says."""
     if channels is not None:
         img = img.convert("L" if channels == 1 else "RGB")
     arr = np.asarray(img, dtype=np.uint8)  # (H, W) or (H, W, 3)

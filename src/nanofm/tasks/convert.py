@@ -20,16 +20,21 @@ import torch
 from safetensors import safe_open
 
 from nanofm import __version__
+from nanofm.config import ConfigError, to_yaml
+from nanofm.interop.bert import labels_to_hf
+from nanofm.interop.folder import image_stats, is_hf_folder, load_hf, save_hf
+from nanofm.interop.tokenizer import load_hf_tokenizer, load_tokenizer, read_json, write_json
 from nanofm.models.bert import BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification, BertModel
+from nanofm.models.mae import load_pretrained_encoder
 from nanofm.models.vit import ViT
-from nanofm.train.checkpoint import checkpoint_name, load_model_weights, pick_checkpoint, read_state_dict, save_checkpoint, set_pointer
+from nanofm.train.checkpoint import checkpoint_name, load_model_weights, read_state_dict, save_checkpoint, set_pointer
 from nanofm.train.run_folder import check_removable, is_run_folder
 
-from .bert import labels_from_hf, labels_to_hf
-from .folder import image_stats, is_hf_folder, load_hf, save_hf
-from .tokenizer import load_hf_tokenizer, load_tokenizer, read_json, write_json
+from . import open_trained
+from .finetune import LABELS_FILE as LABELS, FinetuneDataConfig, FinetuneTaskConfig, load_bert_classifier
+from .mlm import CorpusDataConfig, MLMTaskConfig
+from .vision import ImageClassifyTaskConfig, ImageDataConfig
 
-LABELS = "labels.json"  # a converted BERT classifier's class names: {"id2label": {"0": ...}, "label2id": {...}}
 
 
 def _prepare(out: Path, overwrite: bool, ours: Callable[[Path], bool], what: str) -> None:
@@ -44,11 +49,6 @@ def _prepare(out: Path, overwrite: bool, ours: Callable[[Path], bool], what: str
 
 def convert_from_hf(hf_dir: str | Path, out: str | Path, overwrite: bool = False) -> list[str]:
     """Write run folder `out` from Hugging Face folder `hf_dir`; returns lines describing what was done."""
-    from nanofm.config import to_yaml
-    from nanofm.tasks.finetune import FinetuneDataConfig, FinetuneTaskConfig
-    from nanofm.tasks.mlm import CorpusDataConfig, MLMTaskConfig
-    from nanofm.tasks.vision import ImageClassifyTaskConfig, ImageDataConfig
-
     hf_dir, out = Path(hf_dir), Path(out)
     conv = load_hf(hf_dir)
     model, cfg = conv.model, conv.model.cfg
@@ -96,24 +96,16 @@ def convert_from_hf(hf_dir: str | Path, out: str | Path, overwrite: bool = False
 
 def run_model(run_dir: str | Path, checkpoint: str = "best") -> tuple[torch.nn.Module, list[str] | None, Any]:
     """(the model of a BERT or ViT run with its `checkpoint` weights, its class names or None, its config)."""
-    from nanofm.config import ConfigError
-    from nanofm.tasks import load_task_config
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
-    cfg = load_task_config(run_dir / "config.yaml")
-    weights = pick_checkpoint(run_dir, checkpoint) / "model.safetensors"
+    run, cfg = open_trained(run_dir, checkpoint)
+    run_dir, weights = run.dir, run.checkpoint / "model.safetensors"
     labels = None
-    if cfg.task in ("mlm", "finetune"):
+    if cfg.task == "finetune":
+        model, labels, _ = load_bert_classifier(run_dir, checkpoint)
+    elif cfg.task == "mlm":
         with safe_open(str(weights), "pt") as f:  # the names only: the weights are read once, by load_model_weights
             keys = set(f.keys())
         if "mlm_head.dense.weight" in keys:
             model = BertForMaskedLM(cfg.model)
-        elif "classifier.proj.weight" in keys:
-            pooled = "bert.pooler.dense.weight" in keys
-            model = (BertForSequenceClassification if pooled else BertForTokenClassification)(cfg.model)
-            labels = classifier_labels(run_dir, cfg)
         else:  # an imported BertModel (no "bert." prefix)
             model = BertModel(cfg.model, pooler="pooler.dense.weight" in keys)
         load_model_weights(model, weights)
@@ -121,25 +113,11 @@ def run_model(run_dir: str | Path, checkpoint: str = "best") -> tuple[torch.nn.M
         model, labels = ViT(cfg.model), cfg.data.classes
         load_model_weights(model, weights)
     elif cfg.task == "mae":
-        from nanofm.models.mae import load_pretrained_encoder
-
         model = ViT(replace(cfg.model, n_classes=0))
         load_pretrained_encoder(model, read_state_dict(weights))
     else:
         raise ConfigError(f"{run_dir}: a {cfg.task!r} run; nanofm exports BERT (mlm, finetune) and ViT (image-classify, mae) runs")
     return model, labels, cfg
-
-
-def classifier_labels(run_dir: Path, cfg: Any) -> list[str] | None:
-    """The class names of a BERT classifier run: its labels.json (a converted run), else those of the task
-    folder it was fine-tuned on, when at hand; None: neither (LABEL_i)."""
-    if (run_dir / LABELS).is_file():
-        return labels_from_hf(read_json(run_dir / LABELS))
-    if cfg.task == "finetune" and cfg.data.dir and (Path(cfg.data.dir) / "task.json").is_file():
-        from nanofm.data.spanish_tasks import load_task
-
-        return load_task(cfg.data.dir).labels
-    return None
 
 
 def convert_to_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "best", overwrite: bool = False) -> list[str]:
