@@ -47,8 +47,8 @@ def run(kind: str, budget: str, overrides: list[str], out: Path) -> dict:
     if kind in ("rnn", "transformer"):
         from nanofm.tasks.translation import evaluate_test, subset
 
-        test = subset(parts.extras["test"], TEST_SENTENCES["laptop"], SHORT)
-        r = evaluate_test(parts.model, parts.extras["tokenizer"], test, 4, cfg.data.length_penalty)
+        test = subset(parts.test_data, TEST_SENTENCES["laptop"], SHORT)
+        r = evaluate_test(parts.model, parts.tokenizer, test, 4, cfg.data.length_penalty)
         result.update(bleu=round(r["bleu"], 2), chrf=round(r["chrf"], 2), examples=r["hypotheses"][:500:50])
     else:
         result.update({k: v for k, v in records[-1].items() if k.startswith("eval/")} if records else {})

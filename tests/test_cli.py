@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -32,6 +33,10 @@ def test_train_info_evaluate(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "6 steps, batch 8" in out and "held-out accuracy on 4 sequences" in out and "done: 6 steps" in out
     assert (run / "loss_curve.png").stat().st_size > 0 and (run / "checkpoints" / "step-000006").is_dir()
+    card = (run / "README.md").read_text()  # the model card: what it is, its metrics, its config
+    last = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "eval/loss" in line][-1]
+    assert card.startswith("# run\n") and "task `copy`" in card and f"(step 6, held-out split): loss {last['eval/loss']:.4f}" in card
+    assert card.split("```yaml\n")[1].split("```")[0] == (run / "config.yaml").read_text()
     assert main(["info", str(run)]) == 0
     out = capsys.readouterr().out
     assert "step-000006  step 6/6" in out and "latest" in out and "last eval: step 6" in out

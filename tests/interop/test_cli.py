@@ -55,6 +55,9 @@ def test_convert_both_ways_and_fill_mask(hf_dir, tmp_path, capsys):
     assert _fill_lines(capsys.readouterr().out) == from_run and len(from_run) == 1
     assert main(["convert", "--to-hf", str(run), str(back)]) == 0
     assert "config.json, model.safetensors, tokenizer.json, vocab.txt, tokenizer_config.json" in capsys.readouterr().out
+    card = (back / "README.md").read_text()  # the export's model card says how transformers loads it
+    assert "from transformers import AutoModelForMaskedLM" in card and f"Exported from the nanofm run folder `{run}`" in card
+    assert "task `mlm`" in (run / "README.md").read_text()  # and the converted run folder has its own
     original = transformers.AutoModelForMaskedLM.from_pretrained(hf_dir).eval()
     exported = transformers.AutoModelForMaskedLM.from_pretrained(back).eval()
     tokens, segments, mask = padded_batch(original.config.vocab_size)
@@ -105,7 +108,7 @@ def test_vit_folder_converts_and_classifies(tmp_path, capsys):
     assert main(["classify", str(tmp_path / "run"), str(tmp_path / "grey.png"), "-k", "2"]) == 0
     assert capsys.readouterr().out.count(" 0.") == 2
     assert main(["convert", "--to-hf", str(tmp_path / "run"), str(tmp_path / "back")]) == 0
-    assert "preprocessor_config.json (ViTForImageClassification" in capsys.readouterr().out
+    assert "preprocessor_config.json, README.md (ViTForImageClassification" in capsys.readouterr().out
     x = torch.randn(2, 1, 28, 28)
     back = transformers.AutoModelForImageClassification.from_pretrained(tmp_path / "back").eval()
     with torch.no_grad():
@@ -114,7 +117,8 @@ def test_vit_folder_converts_and_classifies(tmp_path, capsys):
 
 
 def test_finetune_never_writes_into_a_hf_folder(hf_dir, tmp_path):
-    from nanofm.cli import _finetune_out, build_parser
+    from nanofm.cli import build_parser
+    from nanofm.cli.train import _finetune_out
 
     args = build_parser().parse_args(["finetune", str(hf_dir), "--task", "verbo"])
     assert _finetune_out(args, "finetune-verbo-pretrained") == Path("runs") / f"{hf_dir.name}-finetune-verbo-pretrained"

@@ -243,6 +243,8 @@ def test_load_gives_a_text_classifier_with_the_training_predictions(tuned, tasks
 
     clf = nanofm.load(tuned[0], device="cpu")
     assert isinstance(clf, TextClassifier)
+    card = (tuned[0] / "README.md").read_text()  # the card's example runs as it says
+    assert f'nanofm.load("{tuned[0]}")' in card and "test: accuracy" in card
     task = load_task(tasks[0])
     assert clf.labels == task.labels  # from the run's labels.json: the task folder it was trained on is gone
     tok = WordPieceTokenizer.load(tuned[0] / "tokenizer.json")

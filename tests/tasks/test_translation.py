@@ -190,7 +190,7 @@ def test_test_subset_spreads_over_the_short_pairs(tmp_path):
     cfg = load_task_config(config, [f"data.dir={_data(tmp_path)}", "data.vocab_size=120", "data.bleu_sentences=0",
                                     *TINY["translate-transformer"]])
     parts = build_task(cfg)
-    test = parts.extras["test"]
+    test = parts.test_data
     longest = [max(len(s) - 1, len(t)) for s, t in zip(test.src, test.tgt)]
     short = sorted(longest)[len(longest) // 2]
     picked = subset(test, 2, short)

@@ -130,7 +130,7 @@ def _hand_accuracy(run, labels) -> float:
 
     parts = build_task(load_task_config(run / "config.yaml"))
     load_model_weights(parts.model, pick_checkpoint(run, "best") / "model.safetensors")
-    test = parts.extras["test"]
+    test = parts.test_data
     batch = parts.collate([{**test[i], "augment": False} for i in range(len(test))])
     with torch.no_grad():
         preds = parts.model.eval()(batch["images"]).logits.argmax(-1)
@@ -209,7 +209,7 @@ def test_accuracy_is_the_share_of_right_predictions(data):
             n, self.seen = images.size(0), self.seen + images.size(0)
             return SimpleNamespace(logits=torch.eye(10)[answers[self.seen - n : self.seen]])
 
-    assert accuracy(Stub(), parts.extras["test"], parts.collate) == {"accuracy": 0.75}
+    assert accuracy(Stub(), parts.test_data, parts.collate) == {"accuracy": 0.75}
 
 
 def test_a_stopped_run_is_never_scored(tmp_path):
@@ -220,7 +220,8 @@ def test_a_stopped_run_is_never_scored(tmp_path):
     stopped = SimpleNamespace(fit=lambda: {}, stopped=True, step=7)
     with pytest.raises(TrainingError, match="stopped at step 7; rerun the same command to resume"):
         fit_to_end(stopped, tmp_path)
-    assert fit_to_end(SimpleNamespace(fit=lambda: {"eval/loss": 1.0}, stopped=False, step=9), tmp_path) == {"eval/loss": 1.0}
+    finished = SimpleNamespace(fit=lambda: {"eval/loss": 1.0}, stopped=False, step=9, dist=SimpleNamespace(is_main=False))
+    assert fit_to_end(finished, tmp_path) == {"eval/loss": 1.0}  # (not the main process: no model card to write)
 
 
 def test_few_labels_take_the_classes_in_turn(data):

@@ -8,6 +8,8 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
+from nanofm.cards import write_model_card
+
 
 @dataclass
 class TaskParts:
@@ -21,7 +23,9 @@ class TaskParts:
     describe: str = ""  # one line about the task, printed before training
     files: dict[str, Path] = field(default_factory=dict)  # files to copy into the run folder (e.g. tokenizer.json)
     texts: dict[str, str] = field(default_factory=dict)  # small files to write into it (e.g. a classifier's labels.json)
-    extras: dict[str, Any] = field(default_factory=dict)  # task-specific pieces (a tokenizer, a test split)
+    tokenizer: Any = None  # the text tasks' tokenizer (translation, mlm, finetune)
+    test_data: Sequence[Any] | None = None  # the held-out test split, scored once at the end (translation, vision, finetune)
+    task_data: Any = None  # fine-tuning: the labelled task (a data.task_files.TaskData: labels, metric, splits)
 
 
 def task_trainer(parts: TaskParts, cfg: Any, run_dir: Path, resume: str | None = "auto", progress: bool = False,
@@ -46,10 +50,13 @@ def task_trainer(parts: TaskParts, cfg: Any, run_dir: Path, resume: str | None =
 
 def fit_to_end(trainer: Any, run_dir: Path) -> dict[str, float]:
     """trainer.fit(), for runs whose result is scored next (benchmarks, comparisons): a run stopped by a
-    signal is an error, so that nothing half-trained gets scored; rerunning the command resumes it."""
+    signal is an error, so that nothing half-trained gets scored; rerunning the command resumes it. A finished
+    run gets its model card (README.md)."""
     from nanofm.train import TrainingError
 
     metrics = trainer.fit()
     if trainer.stopped:
         raise TrainingError(f"{run_dir}: stopped at step {trainer.step}; rerun the same command to resume from its checkpoint")
+    if trainer.dist.is_main:
+        write_model_card(run_dir)
     return metrics

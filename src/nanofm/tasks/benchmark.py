@@ -43,7 +43,7 @@ def finetune_and_score(run_dir: str | Path, task_dir: str | Path, from_scratch: 
     parts = build_task(cfg)
     fit_to_end(task_trainer(parts, cfg, out, progress=progress), out)
     load_model_weights(parts.model, pick_checkpoint(out, "best") / "model.safetensors")
-    return score(parts.extras["task"], parts.model, parts.extras["test"], parts.collate)
+    return score(parts.task_data, parts.model, parts.test_data, parts.collate)
 
 
 def seed_dir(out: Path, seed: int) -> Path:

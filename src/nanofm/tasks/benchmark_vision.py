@@ -40,7 +40,7 @@ def train_run(cfg: Any, out: Path, progress: bool = False) -> dict[str, float]:
     if cfg.task == "image-classify":
         best = pick_checkpoint(out, "best") if cfg.train.best_metric else pick_checkpoint(out, "latest")
         load_model_weights(parts.model, best / "model.safetensors")
-        result["test_accuracy"] = accuracy(parts.model, parts.extras["test"], parts.collate)["accuracy"]
+        result["test_accuracy"] = accuracy(parts.model, parts.test_data, parts.collate)["accuracy"]
     return result
 
 

@@ -46,8 +46,8 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
         config, extra = configs[key]
         cfg = load_task_config(config, [f"train.budget={budget}", f"data.dir={data_dir}", *extra])
         parts = build_task(cfg)
-        test = subset(parts.extras["test"], test_sentences, test_max_tokens)
-        pad = parts.extras["tokenizer"].pad_id
+        test = subset(parts.test_data, test_sentences, test_max_tokens)
+        pad = parts.tokenizer.pad_id
         cost[key] = decoding_cost(parts.model, test, pad, beam, cfg.data.length_penalty, len(test)) if deadline else 0.0
         built[key] = (cfg, parts, test)
     rows, examples, numbers = {}, {}, {}  # by model key, whatever the training order
@@ -71,7 +71,7 @@ def compare_translation(budget: str, data_dir: str, out: Path, rnn_config: str, 
         records = read_metrics(run_dir / "metrics.jsonl")
         train_seconds = max((r["elapsed"] for r in records if "elapsed" in r), default=0.0)  # resumed runs included
         load_model_weights(parts.model, pick_checkpoint(run_dir, "best") / "model.safetensors")
-        tok = parts.extras["tokenizer"]
+        tok = parts.tokenizer
         result = evaluate_test(parts.model, tok, test, beam, cfg.data.length_penalty, progress=progress)
         speeds = [r["tokens_per_s"] for r in records if "tokens_per_s" in r]
         rows[key] = {

@@ -20,6 +20,7 @@ import torch
 from safetensors import safe_open
 
 from nanofm import __version__
+from nanofm.cards import write_model_card
 from nanofm.config import ConfigError, to_yaml
 from nanofm.interop.bert import labels_to_hf
 from nanofm.interop.folder import image_stats, is_hf_folder, load_hf, save_hf
@@ -90,7 +91,8 @@ def convert_from_hf(hf_dir: str | Path, out: str | Path, overwrite: bool = False
     name = checkpoint_name(0)
     save_checkpoint(root, name, model, torch.optim.SGD(model.parameters(), lr=0.0), state, config_yaml)
     set_pointer(root, "latest", name), set_pointer(root, "best", name)
-    lines.append(f"wrote {out}: config.yaml (task {task.task}), {''.join(f + ', ' for f in written)}{root / name}/model.safetensors")
+    card = write_model_card(out).name
+    lines.append(f"wrote {out}: config.yaml (task {task.task}), {''.join(f + ', ' for f in written)}{root / name}/model.safetensors, {card}")
     return lines
 
 
@@ -136,4 +138,8 @@ def convert_to_hf(run_dir: str | Path, out: str | Path, checkpoint: str = "best"
     _prepare(out, overwrite, is_hf_folder, "a Hugging Face folder (config.json)")
     files = save_hf(model, out, labels, tok, stats)
     arch = read_json(out / "config.json")["architectures"][0]
+    auto = {"BertForMaskedLM": "AutoModelForMaskedLM", "BertForSequenceClassification": "AutoModelForSequenceClassification",
+            "BertForTokenClassification": "AutoModelForTokenClassification",
+            "ViTForImageClassification": "AutoModelForImageClassification"}.get(arch, "AutoModel")
+    files.append(write_model_card(run_dir, out=out, export=auto).name)
     return [f"wrote {out}: {', '.join(files)} ({arch}, from {run_dir} checkpoint {checkpoint})", *lines]

@@ -182,7 +182,7 @@ def build(cfg: FinetuneTaskConfig) -> TaskParts:
                   f"metric {task.metric}): {len(train)} train, {len(dev)} dev, {len(test)} test; from {start}"),
         files=tokenizer_files(cfg.data.tokenizer),
         texts={LABELS_FILE: json.dumps(labels_to_hf(task.labels, len(task.labels)), ensure_ascii=False, indent=1) + "\n"},
-        extras={"task": task, "test": test, "tokenizer": tok},
+        task_data=task, test_data=test, tokenizer=tok,
     )
 
 
@@ -238,53 +238,54 @@ def load_bert_classifier(path: str | Path, checkpoint: str = "best") -> tuple[nn
     return model, labels or [f"LABEL_{i}" for i in range(cfg.model.n_labels)], min(cfg.data.max_len, cfg.model.max_len)
 
 
-class TextClassifier:
-    """A fine-tuned sequence classifier: `TextClassifier.load("runs/areas")("Abra el menú Formato.")` ->
-    [(label, probability), ...], likeliest first; a pair of texts (PAWS-X, XNLI) is a tuple; a list is a batch."""
+class _FineTuned:
+    """What the two predictors share: the model on its device, the tokenizer, the class names, batching."""
 
-    def __init__(self, model: BertForSequenceClassification, tok: WordPieceTokenizer, labels: list[str], max_len: int,
+    head: type = nn.Module  # the model class this predictor takes
+    other = ""  # what to load a model of the other head with
+
+    def __init__(self, model: nn.Module, tok: WordPieceTokenizer, labels: list[str], max_len: int,
                  device: str | torch.device | None = None):
         self.device = pick_device(device)
         self.model, self.tok, self.labels, self.max_len = model.eval().to(self.device), tok, labels, max_len
         self.collate = PadCollate({"tokens": tok.pad_id, "segments": 0})
 
     @classmethod
-    def load(cls, path: str | Path, checkpoint: str = "best", device: str | torch.device | None = None) -> "TextClassifier":
+    def load(cls, path: str | Path, checkpoint: str = "best", device: str | torch.device | None = None):
         model, labels, max_len = load_bert_classifier(path, checkpoint)
-        if not isinstance(model, BertForSequenceClassification):
-            raise ConfigError(f"{path}: a token classifier (tagger); load it with TokenTagger")
+        if not isinstance(model, cls.head):
+            raise ConfigError(f"{path}: {cls.other}")
         return cls(model, load_tokenizer(path), labels, max_len, device)
+
+    def _logits(self, encodings: list) -> Tensor:
+        """Encodings -> logits of the padded batch, on the CPU: (B, C) or (B, T, C)."""
+        x = self.collate([{"tokens": torch.tensor(e.ids), "segments": torch.tensor(e.type_ids)} for e in encodings])
+        return self.model(x["tokens"].to(self.device), x["segments"].to(self.device)).logits.float().cpu()
+
+
+class TextClassifier(_FineTuned):
+    """A fine-tuned sequence classifier: `TextClassifier.load("runs/areas")("Abra el menú Formato.")` ->
+    [(label, probability), ...], likeliest first; a pair of texts (PAWS-X, XNLI) is a tuple; a list is a batch."""
+
+    head, other = BertForSequenceClassification, "a token classifier (tagger); load it with TokenTagger"
 
     @torch.no_grad()
     def __call__(self, texts: str | tuple[str, str] | list, k: int | None = None) -> list:
         """One text (or pair) -> its labels with probabilities (the k likeliest; None: all); a list -> one such list each."""
         batch = texts if isinstance(texts, list) else [texts]
-        encs = [self.tok.encode(t, self.max_len) if isinstance(t, str) else self.tok.encode_pair(*t, self.max_len)
-                for t in batch]
-        x = self.collate([{"tokens": torch.tensor(e.ids), "segments": torch.tensor(e.type_ids)} for e in encs])
-        probs = self.model(x["tokens"].to(self.device), x["segments"].to(self.device)).logits.float().softmax(-1).cpu()
+        probs = self._logits([self.tok.encode(t, self.max_len) if isinstance(t, str) else
+                              self.tok.encode_pair(*t, self.max_len) for t in batch]).softmax(-1)  # (B, C)
         top = probs.topk(min(k or probs.size(-1), probs.size(-1)), dim=-1)
         out = [[(self.labels[i], p) for i, p in zip(idx.tolist(), pr.tolist())] for idx, pr in zip(top.indices, top.values)]
         return out if isinstance(texts, list) else out[0]
 
 
-class TokenTagger:
+class TokenTagger(_FineTuned):
     """A fine-tuned token classifier (POS, NER): `TokenTagger.load("runs/ner")("Juan vive en Madrid.")` ->
     [(word, tag), ...]; `entities(text)` -> [(words, type)] from BIO tags. A text is split into words (letters
     and digits, and each other sign alone); a list is a batch, of texts or of lists of words."""
 
-    def __init__(self, model: BertForTokenClassification, tok: WordPieceTokenizer, labels: list[str], max_len: int,
-                 device: str | torch.device | None = None):
-        self.device = pick_device(device)
-        self.model, self.tok, self.labels, self.max_len = model.eval().to(self.device), tok, labels, max_len
-        self.collate = PadCollate({"tokens": tok.pad_id, "segments": 0})
-
-    @classmethod
-    def load(cls, path: str | Path, checkpoint: str = "best", device: str | torch.device | None = None) -> "TokenTagger":
-        model, labels, max_len = load_bert_classifier(path, checkpoint)
-        if not isinstance(model, BertForTokenClassification):
-            raise ConfigError(f"{path}: a sequence classifier; load it with TextClassifier")
-        return cls(model, load_tokenizer(path), labels, max_len, device)
+    head, other = BertForTokenClassification, "a sequence classifier; load it with TextClassifier"
 
     @torch.no_grad()
     def __call__(self, texts: str | list) -> list:
@@ -293,8 +294,7 @@ class TokenTagger:
         batch = [texts] if isinstance(texts, str) else texts
         sentences = [WORD.findall(t) if isinstance(t, str) else list(t) for t in batch]
         encs = [self.tok.encode_words(words, max_length=self.max_len) for words in sentences]
-        x = self.collate([{"tokens": torch.tensor(e.ids), "segments": torch.tensor(e.type_ids)} for e in encs])
-        tags = self.model(x["tokens"].to(self.device), x["segments"].to(self.device)).logits.argmax(-1).cpu()
+        tags = self._logits(encs).argmax(-1)  # (B, T)
         out = []
         for words, enc, row in zip(sentences, encs, tags):
             firsts = {w: i for i, w in reversed(list(enumerate(enc.word_ids))) if w is not None}  # word -> first sub-word

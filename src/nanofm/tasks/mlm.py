@@ -157,7 +157,7 @@ def build(cfg: MLMTaskConfig) -> TaskParts:
         describe=(f"masked-language-model pretraining ({root.name}): {len(train)} blocks of <= {cfg.data.max_len} "
                   f"tokens ({n_tokens:,} tokens), {len(valid)} held-out blocks; WordPiece vocabulary {tok.vocab_size}"),
         files={"tokenizer.json": tok_file},
-        extras={"tokenizer": tok},
+        tokenizer=tok,
     )
 
 

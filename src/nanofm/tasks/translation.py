@@ -244,7 +244,7 @@ def build(cfg: TranslationConfig) -> TaskParts:
         describe=(f"translation ({root.name}): {arch}; {len(train)} training pairs, {len(valid)} valid, {len(test)} test; "
                   f"BPE vocabulary {tok.vocab_size}"),
         files={"tokenizer.json": tok_path},
-        extras={"tokenizer": tok, "test": test},
+        tokenizer=tok, test_data=test,
     )
 
 

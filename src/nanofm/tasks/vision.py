@@ -213,7 +213,7 @@ def build_classify(cfg: ImageClassifyTaskConfig) -> TaskParts:
         describe=(f"image classification ({Path(cfg.data.dir).name}, {len(train.classes)} classes, "
                   f"{cfg.model.image_size}x{cfg.model.image_size}x{cfg.model.in_channels}): {len(train_data)} train, "
                   f"{len(eval_data)} {cfg.data.eval_split}, {len(test_data or [])} test; {mode} from {start}"),
-        extras={"test": test_data},
+        test_data=test_data,
     )
 
 

@@ -1,0 +1,24 @@
+"""Argument types shared by the command groups."""
+
+from __future__ import annotations
+
+import argparse
+
+from nanofm.config import ConfigError
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def duration(text: str) -> str:
+    """A budget as written (20m, 90s, 1h30m), checked here so that a bad one is a usage error."""
+    from nanofm.train.config import parse_duration
+
+    try:
+        parse_duration(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
