@@ -213,3 +213,18 @@ def test_load_and_predict_translate_as_translate_does(trained, capsys, tmp_path)
     (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
     assert main(["predict", str(trained), "--file", str(tmp_path / "in.txt"), "--beam", "2"]) == 0
     assert capsys.readouterr().out.split("\n")[:3] == expected  # one line per input line, the empty one kept
+
+
+def test_build_leaves_the_config_as_given(tmp_path):
+    """build_task resolves what the data says (the vocabulary size, the special ids) into parts.config, the
+    config that config.yaml records, and leaves the caller's config alone (it used to be changed in place)."""
+    from nanofm.config import to_dict
+    from nanofm.tasks import build_task, load_task_config
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "translate-transformer-es-en.yaml"
+    cfg = load_task_config(config, [f"data.dir={_data(tmp_path)}", "data.vocab_size=120", *TINY["translate-transformer"]])
+    before = to_dict(cfg)
+    parts = build_task(cfg)
+    assert to_dict(cfg) == before
+    assert parts.config.model.vocab_size == parts.tokenizer.vocab_size != cfg.model.vocab_size
+    assert parts.model.cfg.vocab_size == parts.config.model.vocab_size

@@ -4,6 +4,7 @@ config's `task:` key."""
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -76,7 +77,13 @@ def load_trained(run_dir: str | Path, task: str, what: str, model_cls: Callable[
 
 
 def build_task(cfg: Any) -> TaskParts:
-    return _tasks()[cfg.task].build(cfg)
+    """The model, data and metrics of a run config. `cfg` is left as it was: the build works on a copy, and what
+    the data fills in (vocabulary size, image shape, classes, normalisation) is in parts.config, which is what
+    the run's config.yaml records."""
+    resolved = deepcopy(cfg)
+    parts = _tasks()[cfg.task].build(resolved)
+    parts.config = resolved
+    return parts
 
 
 __all__ = ["TaskParts", "build_task", "load_task_config", "load_trained", "open_trained", "task_names"]

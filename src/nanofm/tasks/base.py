@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -26,19 +26,22 @@ class TaskParts:
     tokenizer: Any = None  # the text tasks' tokenizer (translation, mlm, finetune)
     test_data: Sequence[Any] | None = None  # the held-out test split, scored once at the end (translation, vision, finetune)
     task_data: Any = None  # fine-tuning: the labelled task (a data.task_files.TaskData: labels, metric, splits)
+    config: Any = None  # the run config as the build resolved it from the data (build_task sets it)
 
 
 def task_trainer(parts: TaskParts, cfg: Any, run_dir: Path, resume: str | None = "auto", progress: bool = False,
                  copy_files: bool = True) -> Any:
-    """The Trainer of a task's parts (cfg.train; config.yaml written from cfg) into run_dir, with the task's
+    """The Trainer of a task's parts (cfg.train; config.yaml written from the config the build resolved, with
+    cfg.train, which the caller may have set since, e.g. a budget) into run_dir, with the task's
     files (e.g. the tokenizer) copied beside the model unless copy_files is False (non-main DDP ranks)."""
     import shutil
 
     from nanofm.config import to_yaml
     from nanofm.train import Trainer
 
+    resolved = cfg if parts.config is None else replace(parts.config, train=cfg.train)  # the caller's training settings
     trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
-                      compute_metrics=parts.compute_metrics, run_dir=run_dir, config_yaml=to_yaml(cfg), resume=resume,
+                      compute_metrics=parts.compute_metrics, run_dir=run_dir, config_yaml=to_yaml(resolved), resume=resume,
                       progress=progress)
     if copy_files:
         for name, src in parts.files.items():
