@@ -20,13 +20,12 @@ from typing import Any
 import torch
 
 from nanofm.config import ConfigError
-from nanofm.interop import is_hf_folder, load_hf, load_tokenizer, read_config
+from nanofm.interop import is_hf_folder, load_hf, read_config
 from nanofm.interop.folder import image_stats
-from nanofm.models.bert import BertForSequenceClassification
 from nanofm.models.vit import ViT
 from nanofm.runs import open_run
 from nanofm.tasks.benchmark_t2i import TextToImage
-from nanofm.tasks.finetune import TextClassifier, TokenTagger, load_bert_classifier
+from nanofm.tasks.finetune import TextClassifier, TokenTagger, load_fine_tuned
 from nanofm.tasks.mlm import FillMask
 from nanofm.tasks.translation import Translator
 from nanofm.tasks.vision import ImageClassifier, ImageCollate
@@ -53,7 +52,7 @@ def load(path: str | Path, checkpoint: str = "best", device: str | torch.device 
     if run.task == "image-classify":
         return ImageClassifier.load(path, checkpoint, device)
     if run.task == "finetune":
-        return _classifier(path, checkpoint, device)
+        return load_fine_tuned(path, checkpoint, device)
     raise ConfigError(f"{path}: a {run.task!r} run has no predictor; nanofm.load opens mlm, finetune, translation and "
                       "image-classify runs, unCLIP folders (nanofm unclip) and Hugging Face BERT and ViT folders")
 
@@ -69,16 +68,10 @@ def pipeline(task: str, model: str | Path, checkpoint: str = "best", device: str
     return predictor
 
 
-def _classifier(path: Path, checkpoint: str, device: Any) -> TextClassifier | TokenTagger:
-    model, labels, max_len = load_bert_classifier(path, checkpoint)
-    cls = TextClassifier if isinstance(model, BertForSequenceClassification) else TokenTagger
-    return cls(model, load_tokenizer(path), labels, max_len, device)
-
-
 def _load_hf(path: Path, device: Any) -> Predictor:
     arch = (read_config(path).get("architectures") or ["?"])[0]
     if arch in ("BertForSequenceClassification", "BertForTokenClassification"):
-        return _classifier(path, "best", device)
+        return load_fine_tuned(path, device=device)
     if arch.startswith("Bert"):
         return FillMask.load(path, device=device)
     conv = load_hf(path)

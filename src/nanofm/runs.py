@@ -1,5 +1,6 @@
 """Reading a run folder: the one place that knows its layout. Training writes it (nanofm.train); everything
-that uses a trained run (predictors, evaluate, info, convert) opens it here.
+that uses a trained run (predictors, evaluate, info, convert) opens it here. Also what the predictors share:
+the device they run on and their ranked answers.
 
     run = open_run("runs/bert", checkpoint="best")   # config.yaml checked, the checkpoint picked and verified
     run.task                                         # "mlm": the config's task key
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from nanofm.config import ConfigError, load_config, read_file
 from nanofm.train.checkpoint import load_model_weights, pick_checkpoint
@@ -66,7 +67,6 @@ def open_run(path: str | Path, checkpoint: str | None = "best", tasks: tuple[str
     return Run(path, task, None if checkpoint is None else pick_checkpoint(path, checkpoint))
 
 
-
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """`device` as given, else CUDA when present, else Apple's MPS when present, else the CPU (predictors)."""
     if device is not None:
@@ -75,3 +75,9 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+
+
+def ranked(probs: Tensor, names: list[str], k: int | None) -> list[list[tuple[str, float]]]:
+    """probs (B, C) -> for each row, its k likeliest names with their probabilities (None: all), likeliest first."""
+    top = probs.topk(min(k or probs.size(-1), probs.size(-1)), dim=-1)
+    return [[(names[i], p) for i, p in zip(idx.tolist(), pr.tolist())] for idx, pr in zip(top.indices, top.values)]

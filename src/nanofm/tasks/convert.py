@@ -37,7 +37,6 @@ from .mlm import CorpusDataConfig, MLMTaskConfig
 from .vision import ImageClassifyTaskConfig, ImageDataConfig
 
 
-
 def _prepare(out: Path, overwrite: bool, ours: Callable[[Path], bool], what: str) -> None:
     """A new or empty `out`; with `overwrite`, one that `ours` recognises is emptied first (nothing else)."""
     if out.exists() and any(out.iterdir()):

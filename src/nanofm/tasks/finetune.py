@@ -26,10 +26,11 @@ from nanofm.data import PadCollate
 from nanofm.data.spanish_tasks import TaskData, load_task
 from nanofm.errors import DataError
 from nanofm.interop import is_hf_folder, load_hf, load_tokenizer, read_config, tokenizer_files
+from nanofm.interop.tokenizer import read_json
 from nanofm.interop.bert import config_from_hf, labels_from_hf, labels_to_hf
 from nanofm.models import IGNORE_INDEX, get_config
 from nanofm.models.bert import BertConfig, BertForSequenceClassification, BertForTokenClassification, load_pretrained_encoder
-from nanofm.runs import open_run, pick_device
+from nanofm.runs import open_run, pick_device, ranked
 from nanofm.text.wordpiece import WordPieceTokenizer
 from nanofm.train import TrainConfig
 
@@ -232,16 +233,23 @@ def load_bert_classifier(path: str | Path, checkpoint: str = "best") -> tuple[nn
     model = run.load_weights((BertForSequenceClassification if pooled else BertForTokenClassification)(cfg.model))
     labels = None
     if (run.dir / LABELS_FILE).is_file():
-        labels = labels_from_hf(json.loads((run.dir / LABELS_FILE).read_text(encoding="utf-8")))
+        labels = labels_from_hf(read_json(run.dir / LABELS_FILE))
     elif cfg.data.dir and (Path(cfg.data.dir) / "task.json").is_file():  # a run from before labels.json
         labels = load_task(cfg.data.dir).labels
     return model, labels or [f"LABEL_{i}" for i in range(cfg.model.n_labels)], min(cfg.data.max_len, cfg.model.max_len)
 
 
+def load_fine_tuned(path: str | Path, checkpoint: str = "best",
+                    device: str | torch.device | None = None) -> "TextClassifier | TokenTagger":
+    """The predictor of a fine-tuned BERT (see load_bert_classifier): a TextClassifier or a TokenTagger, as its head."""
+    model, labels, max_len = load_bert_classifier(path, checkpoint)
+    cls = TextClassifier if isinstance(model, BertForSequenceClassification) else TokenTagger
+    return cls(model, load_tokenizer(path), labels, max_len, device)
+
+
 class _FineTuned:
     """What the two predictors share: the model on its device, the tokenizer, the class names, batching."""
 
-    head: type = nn.Module  # the model class this predictor takes
     other = ""  # what to load a model of the other head with
 
     def __init__(self, model: nn.Module, tok: WordPieceTokenizer, labels: list[str], max_len: int,
@@ -252,10 +260,10 @@ class _FineTuned:
 
     @classmethod
     def load(cls, path: str | Path, checkpoint: str = "best", device: str | torch.device | None = None):
-        model, labels, max_len = load_bert_classifier(path, checkpoint)
-        if not isinstance(model, cls.head):
+        predictor = load_fine_tuned(path, checkpoint, device)
+        if not isinstance(predictor, cls):
             raise ConfigError(f"{path}: {cls.other}")
-        return cls(model, load_tokenizer(path), labels, max_len, device)
+        return predictor
 
     def _logits(self, encodings: list) -> Tensor:
         """Encodings -> logits of the padded batch, on the CPU: (B, C) or (B, T, C)."""
@@ -267,7 +275,7 @@ class TextClassifier(_FineTuned):
     """A fine-tuned sequence classifier: `TextClassifier.load("runs/areas")("Abra el menú Formato.")` ->
     [(label, probability), ...], likeliest first; a pair of texts (PAWS-X, XNLI) is a tuple; a list is a batch."""
 
-    head, other = BertForSequenceClassification, "a token classifier (tagger); load it with TokenTagger"
+    other = "a token classifier (tagger); load it with TokenTagger"
 
     @torch.no_grad()
     def __call__(self, texts: str | tuple[str, str] | list, k: int | None = None) -> list:
@@ -275,8 +283,7 @@ class TextClassifier(_FineTuned):
         batch = texts if isinstance(texts, list) else [texts]
         probs = self._logits([self.tok.encode(t, self.max_len) if isinstance(t, str) else
                               self.tok.encode_pair(*t, self.max_len) for t in batch]).softmax(-1)  # (B, C)
-        top = probs.topk(min(k or probs.size(-1), probs.size(-1)), dim=-1)
-        out = [[(self.labels[i], p) for i, p in zip(idx.tolist(), pr.tolist())] for idx, pr in zip(top.indices, top.values)]
+        out = ranked(probs, self.labels, k)
         return out if isinstance(texts, list) else out[0]
 
 
@@ -285,7 +292,7 @@ class TokenTagger(_FineTuned):
     [(word, tag), ...]; `entities(text)` -> [(words, type)] from BIO tags. A text is split into words (letters
     and digits, and each other sign alone); a list is a batch, of texts or of lists of words."""
 
-    head, other = BertForTokenClassification, "a sequence classifier; load it with TextClassifier"
+    other = "a sequence classifier; load it with TextClassifier"
 
     @torch.no_grad()
     def __call__(self, texts: str | list) -> list:

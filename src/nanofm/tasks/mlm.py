@@ -27,10 +27,11 @@ from nanofm.errors import DataError
 from nanofm.interop import is_hf_folder, load_hf, load_hf_tokenizer
 from nanofm.models import IGNORE_INDEX, get_config
 from nanofm.models.bert import BertConfig, BertForMaskedLM
-from nanofm.runs import open_run, pick_device
+from nanofm.runs import pick_device
 from nanofm.text.wordpiece import WordPieceTokenizer
 from nanofm.train import TrainConfig
 
+from . import load_trained
 from .base import TaskParts
 
 
@@ -179,9 +180,8 @@ class FillMask:
             if not isinstance(conv.model, BertForMaskedLM):
                 raise DataError(f"{run_dir}: a {conv.architecture}; fill-mask needs BertForMaskedLM or BertForPreTraining weights")
             return cls(conv.model, load_hf_tokenizer(run_dir), device)
-        run = open_run(run_dir, checkpoint, ("mlm",), "a masked-language-model")
-        model = run.load_weights(BertForMaskedLM(run.config(MLMTaskConfig).model))
-        return cls(model, WordPieceTokenizer.load(run.file("tokenizer.json")), device)
+        _, model = load_trained(run_dir, "mlm", "a masked-language-model", BertForMaskedLM, checkpoint)
+        return cls(model, WordPieceTokenizer.load(Path(run_dir) / "tokenizer.json"), device)
 
     def __call__(self, text: str | list[str], k: int = 5) -> list:
         """For each [MASK] in text, the k likeliest tokens with their probabilities; a list of texts -> one such

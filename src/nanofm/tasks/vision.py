@@ -23,11 +23,12 @@ from nanofm.errors import DataError
 from nanofm.models import get_config
 from nanofm.models.mae import MAE, MAEConfig
 from nanofm.models.vit import ViT, ViTConfig
-from nanofm.runs import open_run, pick_device
+from nanofm.runs import pick_device, ranked
 from nanofm.train import TrainConfig, collate_generator
 from nanofm.vision.augment import AugmentConfig, augment
 from nanofm.vision.io import ImageSet, image_tensor
 
+from . import load_trained
 from .base import TaskParts
 
 
@@ -300,9 +301,7 @@ class ImageClassifier:
 
     @classmethod
     def load(cls, run_dir: str | Path, checkpoint: str = "best", device: str | torch.device | None = None) -> "ImageClassifier":
-        run = open_run(run_dir, checkpoint, ("image-classify",), "an image-classification")
-        cfg = run.config(ImageClassifyTaskConfig)
-        model = run.load_weights(ViT(cfg.model))
+        cfg, model = load_trained(run_dir, "image-classify", "an image-classification", ViT, checkpoint)
         return cls(model, ImageCollate(cfg.data.mean, cfg.data.std, cfg.data.augment), cfg.data.classes, device)
 
     @torch.no_grad()
@@ -311,8 +310,7 @@ class ImageClassifier:
         batch = images if isinstance(images, list) else [images]
         x = torch.stack([self._fit(image_tensor(im, channels=self.model.cfg.in_channels)) for im in batch])
         probs = self.model(self.collate.normalise(x).to(self.device)).logits.float().softmax(-1).cpu()  # (B, classes)
-        top = probs.topk(min(k, probs.size(-1)), dim=-1)
-        out = [[(self.classes[i], p) for i, p in zip(idx.tolist(), pr.tolist())] for idx, pr in zip(top.indices, top.values)]
+        out = ranked(probs, self.classes, k)
         return out if isinstance(images, list) else out[0]
 
     def _fit(self, img: Tensor) -> Tensor:
