@@ -24,14 +24,16 @@ demo: data-beto-tasks data-fmnist
 # as data-fmnist), so that a fresh machine runs every test; the other tests make their own data (the text-to-image
 # ones write Fashion-MNIST-format IDX files), none needs dataset-fashion-mnist
 chromium:
-	command -v chromium >/dev/null || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); $$SUDO apt-get install -y -qq chromium >/dev/null \
-		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }; } || echo "chromium not installed: the report-rendering test will be skipped"
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null \
+		|| { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }; } || echo "chromium not installed: the report-rendering and serve-page browser tests will be skipped"
 
 # nanofm vs transformers / torch.nn.Transformer, one Markdown table (bench/run_all.py), then the core's own timings
+# and `nanofm serve` under load (requests/s, p50/p99, batching on and off)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 	$(BIN)/python bench/attention_speed.py
 	$(BIN)/python bench/checkpoint_speed.py
+	$(BIN)/python bench/serve.py
 
 data-translation: $(STAMP)
 	$(BIN)/nanofm data prepare translation --pair es-en --out data/translation-es-en

@@ -23,14 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import nanofm.nn.attention as attention
+import nanofm.core.attention as attention
 from bert import configs, mlm_batch, train_step
 from common import Case, table
-from nanofm.data.mlm import MLMCollator
-from nanofm.models import IGNORE_INDEX, BertForMaskedLM
-from nanofm.nn import MultiHeadAttention
-from nanofm.train import TrainConfig
-from nanofm.train.optim import build_optimizer
+from nanofm.core import MultiHeadAttention
+from nanofm.core.output import IGNORE_INDEX
+from nanofm.engine import TrainConfig
+from nanofm.engine.optim import build_optimizer
+from nanofm.families.bert.masking import MLMCollator
+from nanofm.families.bert.model import BertForMaskedLM
 
 OPT = TrainConfig(lr=1e-4)
 

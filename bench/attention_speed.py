@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from common import recorded
-from nanofm.nn import MultiHeadAttention, TransformerBlock, padding_mask_from_lengths
+from nanofm.core import MultiHeadAttention, TransformerBlock, padding_mask_from_lengths
 
 
 def timed(fn, repeats: int) -> float:

@@ -23,10 +23,10 @@ import torch
 import transformers
 
 from common import Case, autocast, main_for
-from nanofm.data.mlm import MaskingConfig, mask_words
-from nanofm.models import BertConfig, BertForMaskedLM, BertForSequenceClassification
-from nanofm.train import TrainConfig
-from nanofm.train.optim import build_optimizer
+from nanofm.engine import TrainConfig
+from nanofm.engine.optim import build_optimizer
+from nanofm.families.bert.masking import MaskingConfig, mask_words
+from nanofm.families.bert.model import BertConfig, BertForMaskedLM, BertForSequenceClassification
 
 SIZES = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512), "base": (12, 768)}  # layers, width
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from common import recorded
-from nanofm.models import create
-from nanofm.train import TrainConfig
-from nanofm.train import checkpoint as ckpt_io
-from nanofm.train.optim import build_optimizer
+from nanofm.engine import TrainConfig
+from nanofm.engine import checkpoint as ckpt_io
+from nanofm.engine.optim import build_optimizer
+from nanofm.families import create
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ import argparse
 import torch
 
 from common import Case, main_for
-from nanofm.models import create, greedy_search
+from nanofm.families import create
+from nanofm.families.seq2seq.decoding import greedy_search
 
 
 def cases(args: argparse.Namespace) -> list[Case]:

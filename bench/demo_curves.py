@@ -18,12 +18,12 @@ import shutil
 import time
 from pathlib import Path
 
+from nanofm.engine import load_model_weights
+from nanofm.engine.checkpoint import pick_checkpoint
+from nanofm.engine.tracking import read_metrics
+from nanofm.experiments.demo_plan import DEMO, SHORT, TEST_SENTENCES
 from nanofm.tasks import build_task, load_task_config
-from nanofm.tasks.base import fit_to_end, task_trainer
-from nanofm.tasks.demo_plan import DEMO, SHORT, TEST_SENTENCES
-from nanofm.train import load_model_weights
-from nanofm.train.checkpoint import pick_checkpoint
-from nanofm.train.tracking import read_metrics
+from nanofm.tasks import fit_to_end, task_trainer
 
 CONFIGS = {"rnn": ("configs/translate-rnn-es-en.yaml", "translate-rnn"),
            "transformer": ("configs/translate-transformer-es-en.yaml", "translate-transformer"),
@@ -45,7 +45,7 @@ def run(kind: str, budget: str, overrides: list[str], out: Path) -> dict:
               "train_seconds": round(seconds, 1), "eval_curve": curve}
     load_model_weights(parts.model, pick_checkpoint(out, "best") / "model.safetensors")
     if kind in ("rnn", "transformer"):
-        from nanofm.tasks.translation import evaluate_test, subset
+        from nanofm.families.seq2seq.translation import evaluate_test, subset
 
         test = subset(parts.test_data, TEST_SENTENCES["laptop"], SHORT)
         r = evaluate_test(parts.model, parts.tokenizer, test, 4, cfg.data.length_penalty)
@@ -60,8 +60,8 @@ def run(kind: str, budget: str, overrides: list[str], out: Path) -> dict:
 def finetune_vision(mae: Path, budget: str, overrides: list[str], out: Path) -> dict:
     """Fine-tune an MAE run on the demo's labelled subset, as the demo's vision part does (the from-scratch
     run's recipe, then `overrides`); test accuracy."""
-    from nanofm.tasks.benchmark_vision import mae_finetune_config, train_run
-    from nanofm.tasks.demo_plan import LABELS
+    from nanofm.experiments.vision import mae_finetune_config, train_run
+    from nanofm.experiments.demo_plan import LABELS
 
     scratch = load_task_config("configs/vit-fmnist.yaml", DEMO["vit"])
     cfg = mae_finetune_config(mae, scratch, False,
@@ -76,9 +76,10 @@ def decoder_t2i(t2i: Path, budget: str, overrides: list[str], out: Path) -> dict
     """Train the diffusion decoder as the demo does (its overrides, then `overrides`) on a demo's CLIP run, pair
     it with that demo's prior, and score it as the demo does (200 one-item captions, DDIM 25 steps, the cached
     verifier)."""
-    from nanofm.tasks.benchmark_t2i import benchmark_t2i, write_unclip
-    from nanofm.tasks.benchmark_vision import train_run
-    from nanofm.tasks.demo_plan import DATA, SAMPLING
+    from nanofm.experiments.t2i import benchmark_t2i
+    from nanofm.families.t2i.pipeline import write_unclip
+    from nanofm.experiments.vision import train_run
+    from nanofm.experiments.demo_plan import DATA, SAMPLING
 
     cfg = load_task_config("configs/decoder-scenes.yaml",
                            [*DEMO["decoder"], f"clip={t2i / 'clip'}", f"train.budget={budget}", *overrides])

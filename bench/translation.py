@@ -21,10 +21,11 @@ from torch import nn
 
 from bert import train_step
 from common import Case, main_for
-from nanofm.models import IGNORE_INDEX, EncoderDecoder, EncoderDecoderConfig
-from nanofm.nn import sinusoidal_table
-from nanofm.train import TrainConfig
-from nanofm.train.optim import build_optimizer
+from nanofm.core import sinusoidal_table
+from nanofm.core.output import IGNORE_INDEX
+from nanofm.engine import TrainConfig
+from nanofm.engine.optim import build_optimizer
+from nanofm.families.seq2seq.transformer import EncoderDecoder, EncoderDecoderConfig
 
 
 class TorchTranslator(nn.Module):

@@ -21,9 +21,9 @@ import transformers
 
 from bert import train_step
 from common import Case, autocast, main_for
-from nanofm.models import ViT, ViTConfig
-from nanofm.train import TrainConfig
-from nanofm.train.optim import build_optimizer
+from nanofm.engine import TrainConfig
+from nanofm.engine.optim import build_optimizer
+from nanofm.families.vit.vit import ViT, ViTConfig
 
 SIZES = {"debug": (2, 32, 2), "small": (6, 192, 3), "base": (12, 768, 12)}  # layers, width, heads
 

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from nanofm.nn import MultiHeadAttention, TransformerBlock
+from nanofm.core import MultiHeadAttention, TransformerBlock
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:

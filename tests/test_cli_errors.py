@@ -72,7 +72,7 @@ def test_top_k_must_be_positive(command, k, capsys):
 ])
 def test_counts_of_beams_images_and_steps_must_be_positive(command, flag, capsys):
     err = _usage_error(capsys, [*command, flag, "0"])  # was: accepted, then an empty result or a torch error
-    assert f"expected a whole number of at least 1, got '0'" in err and flag in err
+    assert "expected a whole number of at least 1, got '0'" in err and flag in err
 
 
 def test_a_cuda_device_that_is_not_there_is_one_line(tmp_path, capsys, monkeypatch):
@@ -224,7 +224,7 @@ def test_an_unexpected_error_is_reported_as_a_bug(error, monkeypatch, capsys):
     def broken(family=None):
         raise error
 
-    monkeypatch.setattr("nanofm.models.presets", broken)
+    monkeypatch.setattr("nanofm.families.presets", broken)
     assert main(["presets"]) == 1
     err = capsys.readouterr().err  # was: "nanofm: error: x", the bug hidden as a user error
     assert "Traceback (most recent call last)" in err and f"{type(error).__name__}" in err
@@ -241,7 +241,7 @@ def test_user_errors_stay_one_line(error, status, monkeypatch, capsys):
     def refuse(family=None):
         raise error
 
-    monkeypatch.setattr("nanofm.models.presets", refuse)
+    monkeypatch.setattr("nanofm.families.presets", refuse)
     assert main(["presets"]) == status
     assert _error(capsys) == f"nanofm: error: {error}"
     monkeypatch.setenv("NANOFM_DEBUG", "1")

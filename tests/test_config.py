@@ -3,10 +3,10 @@ from typing import Literal
 
 import pytest
 
-from nanofm import models
+from nanofm import families as models
 from nanofm.config import ConfigError, from_dict, load_config, to_dict, to_yaml
-from nanofm.models import EncoderDecoderConfig
-from nanofm.tasks.copy import CopyTaskConfig
+from nanofm.families.seq2seq.copy import CopyTaskConfig
+from nanofm.families.seq2seq.transformer import EncoderDecoderConfig
 
 
 @dataclass

@@ -12,7 +12,7 @@ ROOT = Path(nanofm.__file__).parent  # src/nanofm
 
 
 def module_files(root: Path) -> dict[str, Path]:
-    """{"nanofm.tasks.mlm": path, "nanofm.tasks": .../tasks/__init__.py, ...}"""
+    """{"nanofm.families.bert.pretrain": path, "nanofm.tasks": .../tasks/__init__.py, ...}"""
     out = {}
     for f in root.rglob("*.py"):
         parts = list(f.relative_to(root.parent).with_suffix("").parts)
@@ -94,3 +94,51 @@ def test_the_checker_finds_a_cycle_hidden_in_a_function(tmp_path):
 def test_nanofm_has_no_import_cycles():
     # the bug it catches: a module that imports a module above it (registry <-> models, interop <-> tasks, ...)
     assert cycles(import_graph(ROOT)) == []
+
+
+# The house's one direction, top to bottom: a module may import its own group and the groups below it only.
+LAYERS = [
+    ("", "__main__"),  # the package's face: `import nanofm; nanofm.load(...)`, `python -m nanofm`
+    ("cli",),
+    ("serve",),  # nanofm serve: built on api; only the CLI imports it
+    ("api",),
+    ("experiments",),
+    ("convert",),
+    ("tasks",),
+    ("families",),
+    ("interop", "runs"),
+    ("engine",),
+    ("data", "core", "registry"),
+    ("text", "vision", "viz"),
+    ("config", "progress"),
+    ("text_files",),
+    ("errors", "version"),
+]
+RANK = {group: len(LAYERS) - i for i, groups in enumerate(LAYERS) for group in groups}
+
+
+def group(module: str) -> str:
+    """nanofm.families.bert.model -> "families"; nanofm -> ""."""
+    return module.split(".")[1] if "." in module else ""
+
+
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} -> {b}" for a, bs in graph.items() for b in bs
+                  if group(a) != group(b) and RANK[group(a)] <= RANK[group(b)])
+
+
+def test_every_module_has_a_layer():
+    # the bug it catches: a new top-level module or package that nobody placed in the house (its imports unchecked)
+    assert sorted({group(m) for m in module_files(ROOT)} - set(RANK)) == []
+
+
+def test_the_checker_finds_an_upward_import():
+    # the bug it catches: a check that passes everything (ranks inverted, or groups compared wrongly)
+    graph = {"nanofm.engine.trainer": {"nanofm.families.bert.model"}, "nanofm.cli.train": {"nanofm.engine.trainer"}}
+    assert upward(graph) == ["nanofm.engine.trainer -> nanofm.families.bert.model"]
+
+
+def test_imports_run_one_way():
+    # the bug it catches: a lower layer reaching up (the engine importing a family, a family importing the task
+    # table or the CLI), even from inside a function
+    assert upward(import_graph(ROOT)) == []

@@ -9,8 +9,8 @@ import pytest
 import torch
 from tqdm import tqdm
 
+from nanofm.core.output import ModelOutput
 from nanofm.errors import UserError
-from nanofm.models import ModelOutput
 from nanofm.progress import Heartbeat, progress_bar
 
 
@@ -136,7 +136,7 @@ def test_a_terminal_gets_a_tqdm_bar_and_disabled_bars_are_silent():
 def test_trainer_output_to_a_log_has_no_carriage_returns(capsys):
     """A Trainer with progress on, writing to a non-terminal stderr (here captured), prints heartbeat lines
     and its last line: catches the Trainer still making a raw tqdm bar (carriage returns in the log)."""
-    from nanofm.train import TrainConfig, Trainer
+    from nanofm.engine import TrainConfig, Trainer
 
     class Tiny(torch.nn.Module):
         def __init__(self):
@@ -157,7 +157,7 @@ def test_trainer_output_to_a_log_has_no_carriage_returns(capsys):
 def test_test_set_decoding_shows_progress_only_when_asked(monkeypatch, capsys):
     """translate_ids with progress=True over more than a few batches prints the decoding bar's line; the
     library default stays quiet. Catches `progress` not reaching the bar, and bars in library calls."""
-    from nanofm.tasks import translation
+    from nanofm.families.seq2seq import translation
 
     monkeypatch.setattr(translation, "greedy_search", lambda model, src, limit: torch.zeros(len(src), 3, dtype=torch.long))
     model = torch.nn.Linear(1, 1)
@@ -172,10 +172,9 @@ def test_test_set_decoding_shows_progress_only_when_asked(monkeypatch, capsys):
 def test_benchmark_beto_counts_its_runs(monkeypatch, capsys, tmp_path):
     """The per-run bar of `benchmark beto` ends at (tasks x columns x seeds) runs, and its messages still
     reach stdout. Catches a bar that miscounts or is never moved."""
-    import nanofm.data.spanish_tasks as spanish_tasks
-    from nanofm.tasks import benchmark
+    from nanofm.experiments import beto as benchmark
 
-    monkeypatch.setattr(spanish_tasks, "load_task", lambda d: SimpleNamespace(metric="accuracy", silver=False))
+    monkeypatch.setattr(benchmark, "load_task", lambda d: SimpleNamespace(metric="accuracy", silver=False))
     monkeypatch.setattr(benchmark, "finetune_and_score", lambda *a, **kw: {"score": 0.5})
     benchmark.benchmark_beto(["runs/bert"], tmp_path, ["a", "b"], tmp_path / "out", seeds=2)
     out, err = capsys.readouterr()

@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from nanofm import models
+from nanofm import families as models
 from nanofm.config import ConfigError, load_config
 from nanofm.data.benchmark_formats import read_conll2002, read_xnli
 from nanofm.data.corpus import read_corpus, read_inputs
 from nanofm.data.sources import fortunes, manpages
 from nanofm.data.spanish_tasks import Example, load_task, read_classification, read_tagged
-from nanofm.text_files import read_user_text
 from nanofm.data.translation import read_tsv
+from nanofm.engine import TrainConfig
+from nanofm.engine.optim import lr_at
 from nanofm.errors import DataError, UserError
 from nanofm.tasks import load_task_config
-from nanofm.train import TrainConfig
-from nanofm.train.optim import lr_at
+from nanofm.text_files import read_user_text
 from tests.test_config import Outer
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

@@ -1,6 +1,7 @@
 """nanofm installed from a wheel, outside the repository: the shipped configs come with it, so that
 `nanofm train copy-tiny` works for a pip user (it used to need the repository's configs/ folder)."""
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -10,9 +11,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_wheel_installed_elsewhere_trains_a_shipped_config(tmp_path):
-    dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "elsewhere"
+    dist, venv, work, source = tmp_path / "dist", tmp_path / "venv", tmp_path / "elsewhere", tmp_path / "source"
+    # built from a copy of the sources: setuptools would reuse the files of an earlier build in ROOT/build (modules
+    # since moved or deleted), and the wheel would not be the repository's
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).is_file():
+            shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-                    str(ROOT)], check=True, capture_output=True)
+                    str(source)], check=True, capture_output=True)
     wheel = next(dist.glob("nanofm-*.whl"))
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],

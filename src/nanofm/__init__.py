@@ -5,7 +5,7 @@
     fill("La capital de [MASK] es Madrid.")
 """
 
-__version__ = "0.1.0"
+from nanofm.version import __version__
 
 __all__ = ["__version__", "load", "pipeline"]
 

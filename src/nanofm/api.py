@@ -20,15 +20,15 @@ from typing import Any
 import torch
 
 from nanofm.config import ConfigError
+from nanofm.families.bert.finetune import TextClassifier, TokenTagger, load_fine_tuned
+from nanofm.families.bert.pretrain import FillMask
+from nanofm.families.seq2seq.translation import Translator
+from nanofm.families.t2i.pipeline import TextToImage
+from nanofm.families.vit.task import ImageClassifier, ImageCollate
+from nanofm.families.vit.vit import ViT
 from nanofm.interop import is_hf_folder, load_hf, read_config
 from nanofm.interop.folder import image_stats
-from nanofm.models.vit import ViT
 from nanofm.runs import open_run
-from nanofm.tasks.benchmark_t2i import TextToImage
-from nanofm.tasks.finetune import TextClassifier, TokenTagger, load_fine_tuned
-from nanofm.tasks.mlm import FillMask
-from nanofm.tasks.translation import Translator
-from nanofm.tasks.vision import ImageClassifier, ImageCollate
 from nanofm.vision.augment import AugmentConfig
 
 PIPELINES = {"fill-mask": FillMask, "translation": Translator, "text-classification": TextClassifier,

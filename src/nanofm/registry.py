@@ -1,6 +1,8 @@
-"""The store of model families and named presets; it imports no model. Each family registers itself and its
-presets beside its model (nanofm.models does it on import), and the lookups are used through it:
-`nanofm.models.create("transformer-tiny", d_model=128)` builds a model; `get_config` only its config.
+"""The store of model families, named presets, tasks and Hugging Face adapters; it imports no model. Each folder of
+nanofm.families registers what it holds when imported (importing nanofm.families imports them all), and the
+lookups are used through it: `nanofm.families.create("transformer-tiny", d_model=128)` builds a model;
+`get_config` only its config; `task("mlm")` a task's config class and build function; `adapter("bert")` the
+Hugging Face rename tables of a model_type.
 
 A family ties a config class to a model class; each family has a tiny debug preset for tests and demos.
 """
@@ -13,7 +15,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from .config import ConfigError, from_dict, to_dict
+from nanofm.config import ConfigError, from_dict, to_dict
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,28 @@ class Preset:
     description: str
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    config_cls: type  # the run config's class (its `task:` key is `name`)
+    build: Callable[[Any], Any]  # config -> nanofm.engine.task.TaskParts
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A family's Hugging Face weights adapter (its hf.py): from_hf(config, weights, target) -> Converted;
+    to_hf(model, labels) -> (config dict, tensors); `classes`: the nanofm model classes it exports."""
+    model_type: str
+    from_hf: Callable[..., Any]
+    to_hf: Callable[..., Any]
+    classes: tuple[type, ...]
+    title: str  # how messages name the family ("BERT")
+
+
 _FAMILIES: dict[str, Family] = {}
 _PRESETS: dict[str, Preset] = {}
+_TASKS: dict[str, TaskSpec] = {}
+_ADAPTERS: dict[str, Adapter] = {}
 
 
 def register_family(name: str, config_cls: type, model_cls: Callable[[Any], nn.Module]) -> None:
@@ -55,7 +77,7 @@ def presets(family: str | None = None) -> list[Preset]:
 
 def get_preset(name: str) -> Preset:
     if name not in _PRESETS:
-        known = ", ".join(sorted(_PRESETS)) or "none yet (the lookups are nanofm.models', which registers them)"
+        known = ", ".join(sorted(_PRESETS)) or "none yet (importing nanofm.families registers them)"
         raise ConfigError(f"unknown preset {name!r}; available: {known}")
     return _PRESETS[name]
 
@@ -83,4 +105,40 @@ def create(name: str, **overrides: Any) -> nn.Module:
     return _FAMILIES[get_preset(name).family].model_cls(config)
 
 
-__all__ = ["ConfigError", "Preset", "create", "get_config", "get_preset", "presets", "register_family", "register_preset"]
+def register_task(name: str, config_cls: type, build: Callable[[Any], Any]) -> None:
+    _TASKS[name] = TaskSpec(name, config_cls, build)
+
+
+def task_names() -> list[str]:
+    return sorted(_TASKS)
+
+
+def task(name: str, where: str = "task") -> TaskSpec:
+    """The task named by a config's `task:` key (`where` names that key in the error)."""
+    if name not in _TASKS:
+        raise ConfigError(f"{where}: 'task' must be one of {task_names()}, got {name!r}")
+    return _TASKS[name]
+
+
+def register_adapter(model_type: str, from_hf: Callable[..., Any], to_hf: Callable[..., Any], classes: tuple[type, ...],
+                     title: str) -> None:
+    _ADAPTERS[model_type] = Adapter(model_type, from_hf, to_hf, classes, title)
+
+
+def adapter(model_type: str | None) -> Adapter | None:
+    """The adapter of a config.json's model_type, None when no family reads it."""
+    return _ADAPTERS.get(model_type or "")
+
+
+def adapter_of(model: nn.Module) -> Adapter | None:
+    """The adapter that exports this model's class, None when none does."""
+    return next((a for a in _ADAPTERS.values() if isinstance(model, a.classes)), None)
+
+
+def adapters() -> list[Adapter]:
+    return list(_ADAPTERS.values())
+
+
+__all__ = ["Adapter", "ConfigError", "Preset", "TaskSpec", "adapter", "adapter_of", "adapters", "create", "get_config",
+           "get_preset", "presets", "register_adapter", "register_family", "register_preset", "register_task", "task",
+           "task_names"]

@@ -1,4 +1,4 @@
-"""Reading a run folder: the one place that knows its layout. Training writes it (nanofm.train); everything
+"""Reading a run folder: the one place that knows its layout. Training writes it (nanofm.engine); everything
 that uses a trained run (predictors, evaluate, info, convert) opens it here. Also what the predictors share:
 the device they run on and their ranked answers.
 
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from nanofm.config import ConfigError, load_config, read_file
-from nanofm.train.checkpoint import load_model_weights, pick_checkpoint
+from nanofm.engine.checkpoint import load_model_weights, pick_checkpoint
+from nanofm.registry import task as task_spec
 
 C = TypeVar("C")
 
@@ -36,6 +37,10 @@ class Run:
     def config(self, cls: type[C]) -> C:
         """The run's config as `cls` (the task's config class); unknown keys and wrong types are errors."""
         return load_config(cls, self.dir / "config.yaml")
+
+    def task_config(self) -> Any:
+        """The run's config as its task's config class (registered by the family that trains that task)."""
+        return self.config(task_spec(self.task, str(self.dir / "config.yaml")).config_cls)
 
     def load_weights(self, model: nn.Module) -> nn.Module:
         if self.checkpoint is None:
@@ -65,6 +70,15 @@ def open_run(path: str | Path, checkpoint: str | None = "best", tasks: tuple[str
     if tasks is not None and task not in tasks:
         raise ConfigError(f"{path}: not {what or ' or '.join(tasks)} run (task {task!r})")
     return Run(path, task, None if checkpoint is None else pick_checkpoint(path, checkpoint))
+
+
+def load_trained(run_dir: str | Path, task: str, what: str, model_cls: Callable[[Any], Any],
+                 checkpoint: str = "best") -> tuple[Any, Any]:
+    """(config, model with its `checkpoint` weights) of a run folder that must be of `task` (`what` names
+    it in the error)."""
+    run = open_run(run_dir, checkpoint, (task,), what)
+    cfg = run.task_config()
+    return cfg, run.load_weights(model_cls(cfg.model))
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

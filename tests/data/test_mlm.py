@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from nanofm.core.output import IGNORE_INDEX
 from nanofm.data.collate import pad_sequences
-from nanofm.data.mlm import MaskingConfig, MLMCollator, mask_words, pack_documents
-from nanofm.models import IGNORE_INDEX
+from nanofm.families.bert.masking import MaskingConfig, MLMCollator, mask_words, pack_documents
 
 V, PAD, UNK, CLS, SEP, MASK = 1000, 0, 1, 2, 3, 4
 SPECIALS = (PAD, UNK, CLS, SEP, MASK)

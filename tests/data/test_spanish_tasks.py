@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from nanofm.data.sources import fortunes, libreoffice
 from nanofm.data.spanish_tasks import (
     Example, TaggedSentence, fortune_examples, libreoffice_examples, load_task, read_classification,
     read_tagged, split_grouped, write_classification, write_tagged,
 )
-from nanofm.data.sources import fortunes, libreoffice
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "spanish"
 HELP_ES = Path(__file__).parent / "fixtures/debian/libreoffice-help-es/usr/share/libreoffice/help/es"

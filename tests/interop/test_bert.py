@@ -8,8 +8,8 @@ import torch
 import transformers
 from safetensors.torch import load_file
 
+from nanofm.families.bert.model import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification, BertModel
 from nanofm.interop import WeightMismatchError, from_hf, load_hf, read_config, save_hf, to_hf
-from nanofm.models import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification, BertModel
 
 from .conftest import bert_config, jitter, padded_batch, record
 

@@ -131,8 +131,8 @@ def test_load_opens_hugging_face_folders_with_their_reference_outputs(hf_dir, tm
     """nanofm.load on a Hugging Face folder gives transformers' own probabilities: fill-mask (a BETO-like
     folder) and image classification (a ViT folder saved without preprocessor_config.json: mean 0.5, std 0.5)."""
     import nanofm
-    from nanofm.tasks.mlm import FillMask
-    from nanofm.tasks.vision import ImageClassifier
+    from nanofm.families.bert.pretrain import FillMask
+    from nanofm.families.vit.task import ImageClassifier
 
     fill = nanofm.load(hf_dir, device="cpu")
     assert isinstance(fill, FillMask)

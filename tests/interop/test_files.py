@@ -9,9 +9,9 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 
+from nanofm.engine import CheckpointError
 from nanofm.interop import load_hf, load_hf_tokenizer, load_tokenizer, save_hf_tokenizer
 from nanofm.text.wordpiece import WordPieceTokenizer, train_wordpiece
-from nanofm.train import CheckpointError
 
 from .conftest import bert_config, jitter, padded_batch
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import transformers
 
+from nanofm.families.bert.model import BertModel
 from nanofm.interop import load_hf, load_hf_tokenizer
-from nanofm.models import BertModel
 
 from .conftest import record
 

@@ -6,8 +6,8 @@ import torch
 import transformers
 from safetensors.torch import load_file
 
+from nanofm.families.vit.vit import ViT, ViTConfig
 from nanofm.interop import from_hf, load_hf, read_config, save_hf
-from nanofm.models import ViT, ViTConfig
 
 from .conftest import jitter, record
 
@@ -86,10 +86,10 @@ def test_unrepresentable_vits_are_refused(tmp_path):
 
 def test_mae_run_exports_its_encoder(tmp_path):
     from nanofm.config import to_yaml
-    from nanofm.tasks.convert import convert_to_hf
-    from nanofm.models import MAE, MAEConfig
-    from nanofm.tasks.vision import MAETaskConfig
-    from nanofm.train.checkpoint import save_checkpoint, set_pointer
+    from nanofm.convert import convert_to_hf
+    from nanofm.families.vit.mae import MAE, MAEConfig
+    from nanofm.families.vit.task import MAETaskConfig
+    from nanofm.engine.checkpoint import save_checkpoint, set_pointer
 
     cfg = MAETaskConfig(model=ViTConfig(patch_size=7, d_model=32, n_layers=2, n_heads=2, d_ff=64, n_classes=0, pos="sincos"),
                         mae=MAEConfig(decoder_dim=32, decoder_layers=1, decoder_heads=2, decoder_d_ff=64))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from nanofm.models.diffusion import EMA, DiffusionConfig, NoiseSchedule, guided
+from nanofm.families.t2i.diffusion import EMA, DiffusionConfig, NoiseSchedule, guided
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])

@@ -1,8 +1,9 @@
 import torch
 
-from nanofm.models import IGNORE_INDEX, create
-from nanofm.tasks.copy import CopyDataset, CopyTaskConfig, build, collate_for, copy_accuracy, is_held_out
-from nanofm.train import Trainer
+from nanofm.core.output import IGNORE_INDEX
+from nanofm.engine import Trainer
+from nanofm.families import create
+from nanofm.families.seq2seq.copy import CopyDataset, CopyTaskConfig, build, collate_for, copy_accuracy, is_held_out
 
 
 def _batch(n=8, held_out=False):

@@ -4,8 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nanofm.models import MAE, MAEConfig, ViT, ViTConfig, create, get_config, load_mae_encoder, patchify, random_masking, unpatchify
-from nanofm.nn import PatchEmbedding
+from nanofm.core import PatchEmbedding
+from nanofm.families import create, get_config
+from nanofm.families.vit.mae import MAE, MAEConfig, load_pretrained_encoder as load_mae_encoder, patchify, random_masking, unpatchify
+from nanofm.families.vit.vit import ViT, ViTConfig
 from tests.helpers import max_diff
 
 B = 4

@@ -5,10 +5,10 @@ fresh model give the same loss; BERT and ViT presets also go to Hugging Face ten
 import pytest
 import torch
 
+from nanofm.engine.checkpoint import load_model_weights, save_checkpoint
+from nanofm.families import create, presets
+from nanofm.families.vit.vit import ViT
 from nanofm.interop import from_hf, to_hf
-from nanofm.models import create, presets
-from nanofm.models.vit import ViT
-from nanofm.train.checkpoint import load_model_weights, save_checkpoint
 
 B, T = 2, 6  # batch, sequence length
 

@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from nanofm.models import IGNORE_INDEX, beam_search, create, greedy_search
-from nanofm.tasks.copy import CopyDataset, CopyTaskConfig, collate_for
+from nanofm.core.output import IGNORE_INDEX
+from nanofm.families import create
+from nanofm.families.seq2seq.copy import CopyDataset, CopyTaskConfig, collate_for
+from nanofm.families.seq2seq.decoding import beam_search, greedy_search
 from tests.helpers import max_diff
 
 PRESETS = ["rnn-tiny", "transformer-tiny"]
@@ -155,7 +157,7 @@ def test_beam_search_ranks_by_the_gnmt_length_penalty(alpha):
     log p / ((5 + length) / 6) ** alpha (GNMT, EOS counted), the short one wins up to alpha ~0.47 and the
     long one after. Catches: the penalty ignored or not raised to alpha, the length counted without EOS
     (the switch moves to alpha ~0.40: alpha 0.44 picks the other one), multiplying instead of dividing."""
-    from nanofm.models.decoding import length_penalty
+    from nanofm.families.seq2seq.decoding import length_penalty
 
     for n, a in [(1, 0.6), (3, 0.6), (10, 1.0), (7, 0.0)]:
         assert length_penalty(n, a) == pytest.approx(((5 + n) / 6) ** a)

@@ -3,14 +3,14 @@
 import torch
 import torch.nn.functional as F
 
-from nanofm.models.clip import CLIP, CLIPConfig, TextEncoderConfig, contrastive_loss
-from nanofm.models.diffusion import DiffusionConfig
-from nanofm.models.dit import DiffusionDecoder, DiTConfig
-from nanofm.models.prior import DiffusionPrior, PriorConfig
-from nanofm.models.unclip import UnCLIP
-from nanofm.models.verifier import SceneVerifier, VerifierConfig
-from nanofm.models.vit import ViTConfig
-from nanofm.nn.adaptive import AdaLNZeroBlock, AdaptiveLayerNorm
+from nanofm.core.adaptive import AdaLNZeroBlock, AdaptiveLayerNorm
+from nanofm.families.t2i.clip import CLIP, CLIPConfig, TextEncoderConfig, contrastive_loss
+from nanofm.families.t2i.diffusion import DiffusionConfig
+from nanofm.families.t2i.dit import DiffusionDecoder, DiTConfig
+from nanofm.families.t2i.prior import DiffusionPrior, PriorConfig
+from nanofm.families.t2i.unclip import UnCLIP
+from nanofm.families.t2i.verifier import SceneVerifier, VerifierConfig
+from nanofm.families.vit.vit import ViTConfig
 
 E = 16
 
@@ -183,7 +183,7 @@ def test_unclip_generates_with_and_without_the_prior():
 
 def test_the_moving_average_steps_once_per_optimizer_step(tmp_path):
     """The Trainer updates the EMA after each optimizer step, never per micro-batch; sampling reads it."""
-    from nanofm.train import TrainConfig, Trainer
+    from nanofm.engine import TrainConfig, Trainer
 
     dec = tiny_decoder()
     data = [{"images": torch.randn(3, 8, 8).clamp(-1, 1), "cond": torch.randn(E)} for _ in range(16)]

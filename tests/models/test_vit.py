@@ -2,8 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from nanofm.models import ViT, ViTConfig, create, get_config
-from nanofm.nn import DropPath, PatchEmbedding
+from nanofm.core import DropPath, PatchEmbedding
+from nanofm.families import create, get_config
+from nanofm.families.vit.vit import ViT, ViTConfig
 from tests.helpers import copy_block, max_diff
 
 B = 3

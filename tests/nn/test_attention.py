@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from nanofm.nn import KVCache, MultiHeadAttention, causal_mask, padding_mask_from_lengths, scaled_dot_product_attention
+from nanofm.core import KVCache, MultiHeadAttention, causal_mask, padding_mask_from_lengths, scaled_dot_product_attention
 from tests.helpers import copy_mha, max_diff
 
 B, T, S, D, H = 3, 7, 5, 32, 4

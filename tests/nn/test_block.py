@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from nanofm.nn import TransformerBlock, causal_mask, padding_mask_from_lengths
+from nanofm.core import TransformerBlock, causal_mask, padding_mask_from_lengths
 from tests.helpers import copy_block, max_diff
 
 B, T, S, D, H, F = 3, 6, 5, 32, 4, 64

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nanofm.nn import Encoder, document_mask, document_positions, sinusoidal_table
+from nanofm.core import Encoder, document_mask, document_positions, sinusoidal_table
 from tests.helpers import max_diff
 
 D, H = 32, 4

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from nanofm.nn import (
+from nanofm.core import (
     FeedForward,
     LearnedPositionalEmbedding,
     PatchEmbedding,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nanofm.nn import Decoder, Encoder, padding_mask_from_lengths
+from nanofm.core import Decoder, Encoder, padding_mask_from_lengths
 from tests.helpers import max_diff
 
 B, T, S, D, H, F, L = 2, 8, 6, 32, 4, 64, 2

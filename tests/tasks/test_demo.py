@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from nanofm.cli import main
-from nanofm.tasks import demo_parts
-from nanofm.tasks.demo_plan import PARTS, TITLES
+from nanofm.experiments import demo_parts
+from nanofm.experiments.demo_plan import PARTS, TITLES
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -71,8 +71,12 @@ def test_every_section_and_picture(demo):
     assert "caption fidelity" in md and "CLIP top-1" in md
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     for name in ["attention-translate-transformer.png", "reconstructions.png", "attention_rollout.png", "grid.png",
-                 "loss_curve.png"]:
+                 "loss_curve.png", "bert/label_curve.png", "vision/label_curve.png"]:
         assert any(p.endswith(name) for p in images), name
+    assert "| labelled examples (images) | pretrained, then fine-tuned | random weights |" in md  # the label curves
+    serve = next(line for line in md.splitlines() if "nanofm serve" in line)  # how to try what it trained
+    for run in ("translation/translate-transformer", "bert/pretrain", "vision/mae-finetune", "t2i/unclip"):
+        assert str(out / run) in serve, run
     for rel in images:
         with Image.open(out / rel) as im:
             im.verify()
@@ -117,15 +121,45 @@ def test_report_renders_in_headless_chromium(demo, tmp_path):
 def test_missing_data_is_prepared_as_the_commands_do(tmp_path, monkeypatch):
     """A corpus without its tokenizer counts as missing; it is prepared with the command's vocabulary."""
     import nanofm.data.corpus as corpus
-    import nanofm.data.spanish_tasks as spanish_tasks
-    from nanofm.tasks.demo import Demo, prepare_data
+    from nanofm.experiments import demo as demo_module
+    from nanofm.experiments.demo import Demo, prepare_data
 
     calls = {}
-    monkeypatch.setattr(corpus, "prepare_corpus", lambda path, *a, **kw: calls.setdefault("corpus", (path, kw)))
-    monkeypatch.setattr(spanish_tasks, "prepare_beto_tasks", lambda path, *a, **kw: calls.setdefault("tasks", path))
+    monkeypatch.setattr(demo_module, "prepare_corpus", lambda path, *a, **kw: calls.setdefault("corpus", (path, kw)))
+    monkeypatch.setattr(demo_module, "prepare_beto_tasks", lambda path, *a, **kw: calls.setdefault("tasks", path))
+    monkeypatch.setattr(demo_module, "unavailable", lambda name: None)  # every Debian package can be had
     (tmp_path / "corpus-es").mkdir()
     (tmp_path / "corpus-es" / "train.txt").write_text("Hola.\n")
     prepare_data(Demo(budget="1m", data=tmp_path, only=("bert",)))
     path, kwargs = calls["corpus"]
     assert path == tmp_path / "corpus-es" and kwargs.get("vocab_size", corpus.DEFAULT_VOCAB_SIZE) == corpus.DEFAULT_VOCAB_SIZE
     assert calls["tasks"] == tmp_path / "beto-tasks"
+
+
+def test_the_demo_names_everything_missing_before_preparing_anything(tmp_path, monkeypatch):
+    """A pip user without spaCy or a Debian package learns all that is missing at once, before minutes of data
+    preparation. Catches: a check that stops at the first problem, or runs after some preparation."""
+    import importlib.util
+
+    from nanofm.config import ConfigError
+    from nanofm.experiments import demo as demo_module
+    from nanofm.experiments.demo import Demo, prepare_data
+
+    prepared = []
+    for name in ("prepare_translation", "prepare_corpus", "prepare_beto_tasks", "prepare_fashion_mnist", "prepare_scenes"):
+        monkeypatch.setattr(demo_module, name, lambda path, *a, **kw: prepared.append(path))
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "spacy" else real_find(name, *a))
+    monkeypatch.setattr(demo_module, "unavailable", lambda name: "unknown to apt" if name == "fortunes-es" else None)
+    with pytest.raises(ConfigError) as e:
+        prepare_data(Demo(budget="1m", data=tmp_path))
+    message = str(e.value)
+    assert "Python module spacy" in message and "Debian package fortunes-es" in message and "unknown to apt" in message
+    assert prepared == []
+    (tmp_path / "fashion-mnist").mkdir()
+    (tmp_path / "fashion-mnist" / "meta.json").write_text("{}")
+    (tmp_path / "fashion-scenes").mkdir()
+    (tmp_path / "fashion-scenes" / "meta.json").write_text("{}")
+    monkeypatch.setattr(demo_module, "train_verifier", lambda demo, run: prepared.append(run))
+    prepare_data(Demo(budget="1m", data=tmp_path, only=("vision",)))  # what vision needs is here: nothing to check
+    assert prepared == []

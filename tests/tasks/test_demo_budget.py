@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-import nanofm.tasks.translation as translation
 from nanofm.cli import main
+from nanofm.engine import Trainer
+from nanofm.engine.config import parse_duration
+import nanofm.families.seq2seq.translation as translation
 from nanofm.tasks import load_task_config
-from nanofm.train import Trainer
-from nanofm.train.config import parse_duration
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BUDGET = 24.0

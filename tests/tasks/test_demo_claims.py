@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from nanofm.tasks.demo_claims import NOT_RUN, NOT_SHOWN, SHOWN, claims_markdown, verdicts, write_claims
-from nanofm.tasks.timeshare import TimeShare
+from nanofm.experiments.demo_claims import NOT_RUN, NOT_SHOWN, SHOWN, claims_markdown, verdicts, write_claims
+from nanofm.experiments.timeshare import TimeShare
 
 PASSING = {
     "translation": {"bleu_rnn": 8.0, "bleu_transformer": 13.5, "test_sentences": 500},

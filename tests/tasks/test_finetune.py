@@ -11,12 +11,14 @@ import torch
 import yaml
 
 from nanofm.cli import main
+from nanofm.core.output import IGNORE_INDEX
 from nanofm.data import PadCollate
 from nanofm.data.spanish_tasks import Example, TaggedSentence, TaskData, load_task
-from nanofm.models import IGNORE_INDEX, BertForSequenceClassification, get_config
-from nanofm.tasks.finetune import bio_entities, encode_examples, entity_scores, predict
+from nanofm.engine.checkpoint import pick_checkpoint, read_state_dict
+from nanofm.families import get_config
+from nanofm.families.bert.finetune import bio_entities, encode_examples, entity_scores, predict
+from nanofm.families.bert.model import BertForSequenceClassification
 from nanofm.text.wordpiece import WordPieceTokenizer
-from nanofm.train.checkpoint import pick_checkpoint, read_state_dict
 
 from tests.tasks.conftest import SENTENCES
 
@@ -196,7 +198,7 @@ def test_few_labels_are_a_seeded_choice_shared_by_both_columns(pretrained, tasks
     on different examples (the gain would measure the subset), the first n examples taken, an error for 'all'."""
     from nanofm.config import from_dict
     from nanofm.tasks import build_task
-    from nanofm.tasks.finetune import FinetuneTaskConfig, finetune_config
+    from nanofm.families.bert.finetune import FinetuneTaskConfig, finetune_config
 
     def chosen(scratch: bool, *over: str) -> list[list[int]]:
         data = finetune_config(pretrained, str(tasks[0]), scratch)
@@ -239,7 +241,7 @@ def tuned(pretrained, tasks, tmp_path_factory):
 
 def test_load_gives_a_text_classifier_with_the_training_predictions(tuned, tasks):
     import nanofm
-    from nanofm.tasks.finetune import TextClassifier
+    from nanofm.families.bert.finetune import TextClassifier
 
     clf = nanofm.load(tuned[0], device="cpu")
     assert isinstance(clf, TextClassifier)
@@ -262,7 +264,7 @@ def test_load_gives_a_text_classifier_with_the_training_predictions(tuned, tasks
 
 def test_load_gives_a_tagger_of_words_and_entities(tuned):
     import nanofm
-    from nanofm.tasks.finetune import TokenTagger
+    from nanofm.families.bert.finetune import TokenTagger
 
     tagger = nanofm.load(tuned[1], device="cpu")
     assert isinstance(tagger, TokenTagger)

@@ -3,7 +3,7 @@
 import json
 
 from nanofm.cli import main
-from nanofm.tasks.mlm import FillMask
+from nanofm.families.bert.pretrain import FillMask
 
 from tests.tasks.conftest import CONFIG, VERBS
 

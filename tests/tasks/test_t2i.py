@@ -14,8 +14,9 @@ import torch
 
 from nanofm.cli import main
 from nanofm.data.scenes import SceneSet, compose_one, scene_captions, zero_shot_prompts
-from nanofm.tasks import benchmark_t2i as bt
-from nanofm.tasks.t2i import clip_retrieval, verify
+from nanofm.experiments import t2i as bt
+from nanofm.families.t2i.pipeline import TextToImage
+from nanofm.families.t2i.task import clip_retrieval, verify
 from tests.vision.fakes import write_fake_fashion_mnist, write_idx
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -261,7 +262,7 @@ def test_benchmark_t2i_table_holds_each_measure_in_its_row(monkeypatch, tmp_path
     fid = {(True, "seen"): (0.5, 0.75, 0.6), (True, "held"): (0.25, 0.5, 0.5), (True, "two"): (0.1, 0.2, 0.3),
            (False, "seen"): (0.3, 0.4, 0.5), (False, "held"): (0.2, 0.3, 0.4)}
     ver = {"seen": 0.8, "held": 0.5, "two": 0.4}
-    monkeypatch.setattr(bt.TextToImage, "load", lambda run_dir: SimpleNamespace(
+    monkeypatch.setattr(TextToImage, "load", lambda run_dir: SimpleNamespace(
         data_dir="scenes", pipeline=SimpleNamespace(clip=None),
         encode=lambda texts: (torch.zeros(len(texts), 1, dtype=torch.long), torch.zeros(len(texts), 1, dtype=torch.bool))))
     monkeypatch.setattr(bt, "load_verifier", lambda run_dir: None)
@@ -298,10 +299,10 @@ def test_load_and_predict_draw_captions(runs, tmp_path, capsys):
     from PIL import Image
 
     t2i = nanofm.load(runs / "unclip", device="cpu")
-    assert isinstance(t2i, bt.TextToImage)
+    assert isinstance(t2i, TextToImage)
     captions = ["un vestido rojo", "a blue bag"]
     a = t2i(captions, steps=3, prior_steps=3, seed=0)
-    b = bt.TextToImage.load(runs / "unclip")(captions, steps=3, prior_steps=3, seed=0)
+    b = TextToImage.load(runs / "unclip")(captions, steps=3, prior_steps=3, seed=0)
     assert a.shape == (2, 3, 32, 32) and torch.equal(a, b)  # the same pipeline, seeded alike
     assert not torch.equal(a, t2i(captions, steps=3, prior_steps=3, seed=1))  # the seed is used
     out = tmp_path / "p.png"

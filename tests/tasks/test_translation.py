@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nanofm.cli import main
-from nanofm.tasks.translation import Translator, score
+from nanofm.families.seq2seq.translation import Translator, score
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "translation-tiny"
 TINY = {
@@ -184,7 +184,7 @@ def test_test_subset_spreads_over_the_short_pairs(tmp_path):
     taken (one stretch of the split), the length filter applied to one side only, the untrained model's
     decoding running to the model's maximum length, a BLEU metric that decodes when it was turned off."""
     from nanofm.tasks import build_task, load_task_config
-    from nanofm.tasks.translation import decode_limit, subset
+    from nanofm.families.seq2seq.translation import decode_limit, subset
 
     config = Path(__file__).resolve().parents[2] / "configs" / "translate-transformer-es-en.yaml"
     cfg = load_task_config(config, [f"data.dir={_data(tmp_path)}", "data.vocab_size=120", "data.bleu_sentences=0",

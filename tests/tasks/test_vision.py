@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from nanofm.cli import main
-from nanofm.train.checkpoint import pick_checkpoint, read_state_dict
+from nanofm.engine.checkpoint import pick_checkpoint, read_state_dict
 from tests.vision.fakes import write_idx
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -80,7 +80,7 @@ def test_vit_trains_classifies_and_draws(data, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == line  # the one command for every run says the same
 
     import nanofm
-    from nanofm.tasks.vision import ImageClassifier
+    from nanofm.families.vit.task import ImageClassifier
 
     clf = nanofm.load(run, device="cpu")
     assert isinstance(clf, ImageClassifier)
@@ -126,7 +126,7 @@ def _hand_accuracy(run, labels) -> float:
     """A run's test accuracy by hand: its best checkpoint's arg-max class of each test image, against the
     labels written into the IDX fixture."""
     from nanofm.tasks import build_task, load_task_config
-    from nanofm.train import load_model_weights
+    from nanofm.engine import load_model_weights
 
     parts = build_task(load_task_config(run / "config.yaml"))
     load_model_weights(parts.model, pick_checkpoint(run, "best") / "model.safetensors")
@@ -162,7 +162,7 @@ def test_vision_table_from_known_runs(data, tmp_path, monkeypatch):
     """benchmark_vision with the training stubbed by known results: the budget split, which run fills which
     column (fine-tuning from the MAE run, on the scratch recipe; the probe on its own budget), the gain."""
     from nanofm.config import to_yaml
-    from nanofm.tasks import benchmark_vision as bv
+    from nanofm.experiments import vision as bv
 
     known = {"scratch": 0.8125, "mae-finetune": 0.875, "mae-linear-probe": 0.5}
     runs = {}
@@ -192,10 +192,41 @@ def test_vision_table_from_known_runs(data, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "b" / "table.json").read_text()) == result
 
 
+def test_vision_label_curve_trains_both_starts_on_the_fine_tunes_budget(data, tmp_path, monkeypatch):
+    """The label curve: at each count, MAE + fine-tune (from the table's MAE run) and from scratch, every run on the
+    fine-tune's budget and with that count of labels; the table's fine-tune is its point at `labels`. Catches: a
+    curve whose scratch runs get the scratch column's long budget (an unfair comparison), a count not applied, or
+    the table's fine-tune trained again."""
+    from nanofm.config import to_yaml
+    from nanofm.experiments import vision as bv
+
+    runs = {}
+
+    def train_run(cfg, out, progress=False):
+        runs[str(out.relative_to(tmp_path / "b"))] = cfg
+        if cfg.task == "mae":
+            out.mkdir(parents=True)
+            (out / "config.yaml").write_text(to_yaml(cfg))
+            return {"steps": 30, "images_per_s": 300.0, "seconds": 1.6}
+        acc = cfg.data.labels / 100 + (0.1 if cfg.init else 0.0)
+        return {"steps": 20, "images_per_s": 100.0, "seconds": 3.2, "test_accuracy": acc}
+
+    monkeypatch.setattr(bv, "train_run", train_run)
+    result = bv.benchmark_vision("configs/vit-fmnist.yaml", "configs/mae-vit-fmnist.yaml", "10m", tmp_path / "b",
+                                 pretrain_share=0.3, probe_budget="2m", overrides=[f"data.dir={data}", *TINY],
+                                 mae_overrides=MAE_TINY[len(TINY):], log=lambda _: None, labels=20, curve=(10, 20))
+    curve_runs = {k: (c.train.budget, c.data.labels, bool(c.init)) for k, c in runs.items() if k.startswith("curve/")}
+    assert curve_runs == {"curve/10-mae": ("7m", 10, True), "curve/10-scratch": ("7m", 10, False),
+                          "curve/20-scratch": ("7m", 20, False)}
+    assert [(p["labels"], round(p["pretrained"], 6), round(p["scratch"], 6)) for p in result["curve"]["points"]] == [
+        (10, 20.0, 10.0), (20, 30.0, 20.0)]
+    assert "| 20 | 30.00 | 20.00 | +10.00 |" in (tmp_path / "b" / "table.md").read_text()
+
+
 def test_accuracy_is_the_share_of_right_predictions(data):
     """A stub classifier right on exactly 30 of the 40 test images (wrong on every label-0 one): 0.75."""
     from nanofm.tasks import build_task, load_task_config
-    from nanofm.tasks.vision import accuracy
+    from nanofm.families.vit.task import accuracy
 
     parts = build_task(load_task_config("configs/vit-fmnist.yaml", [f"data.dir={data}", *TINY]))
     answers = [i % 4 if i % 4 else 1 for i in range(40)]  # the fixture's test labels are i % 4
@@ -214,8 +245,8 @@ def test_accuracy_is_the_share_of_right_predictions(data):
 
 def test_a_stopped_run_is_never_scored(tmp_path):
 
-    from nanofm.tasks.base import fit_to_end
-    from nanofm.train import TrainingError
+    from nanofm.tasks import fit_to_end
+    from nanofm.engine import TrainingError
 
     stopped = SimpleNamespace(fit=lambda: {}, stopped=True, step=7)
     with pytest.raises(TrainingError, match="stopped at step 7; rerun the same command to resume"):

@@ -1,6 +1,5 @@
 """The cased WordPiece tokenizer: accents, ñ and case kept; fixed special ids; word ids; save / load."""
 
-from pathlib import Path
 
 import pytest
 

@@ -7,8 +7,8 @@ import dataclasses
 import torch
 
 from nanofm.config import to_yaml
-from nanofm.tasks.copy import CopyDataConfig, CopyTaskConfig, build
-from nanofm.train import TrainConfig, Trainer
+from nanofm.engine import TrainConfig, Trainer
+from nanofm.families.seq2seq.copy import CopyDataConfig, CopyTaskConfig, build
 
 
 def tiny_config(dropout: float = 0.0, **train) -> CopyTaskConfig:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nanofm.train import CheckpointError, find_resumable, load_model_weights, read_state_dict
-from nanofm.train.checkpoint import verify
+from nanofm.engine import CheckpointError, find_resumable, load_model_weights, read_state_dict
+from nanofm.engine.checkpoint import verify
 from tests.train.common import make_trainer, tiny_config, weights
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def test_sigkill_during_checkpoint_write_leaves_the_last_one_loadable(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from nanofm.train import checkpoint
+        from nanofm.engine import checkpoint
         from tests.train.common import make_trainer, tiny_config
 
         real_fsync, calls = checkpoint._fsync_file, []

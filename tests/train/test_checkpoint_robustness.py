@@ -14,9 +14,9 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-from nanofm.train import CheckpointError, find_resumable
-from nanofm.train import checkpoint as ckpt_io
-from nanofm.train.tracking import MetricsLog, read_metrics
+from nanofm.engine import CheckpointError, find_resumable
+from nanofm.engine import checkpoint as ckpt_io
+from nanofm.engine.tracking import MetricsLog, read_metrics
 from tests.train.common import make_trainer, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,8 +228,8 @@ _SAVE_FOUR_TIMES = textwrap.dedent("""
     import hashlib, sys, torch
     from pathlib import Path
     sys.path.insert(0, {root!r})
-    from nanofm.tasks.copy import build
-    from nanofm.train.checkpoint import save_checkpoint
+    from nanofm.families.seq2seq.copy import build
+    from nanofm.engine.checkpoint import save_checkpoint
     from tests.train.common import tiny_config
 
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
-from nanofm.train.tracking import read_metrics
+from nanofm.engine.tracking import read_metrics
 from tests.train.common import make_trainer, tiny_config, weights, without_key_bias
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 import torch
 
-from nanofm.train.machine import busy_cores_between, probe, thread_candidates
+from nanofm.engine.machine import busy_cores_between, probe, thread_candidates
 
 
 def fixed(rates: dict[int, float], per_core: float | None = None):

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from nanofm.config import to_yaml
-from nanofm.tasks.copy import build
-from nanofm.tasks.t2i import draw_caption
-from nanofm.tasks.vision import ImageCollate
-from nanofm.train import TrainConfig, Trainer, collate_generator
-from nanofm.train.prefetch import Prefetcher, collate_rng
-from nanofm.train.tracking import read_metrics
+from nanofm.engine import TrainConfig, Trainer, collate_generator
+from nanofm.engine.prefetch import Prefetcher, collate_rng
+from nanofm.engine.tracking import read_metrics
+from nanofm.families.seq2seq.copy import build
+from nanofm.families.t2i.task import draw_caption
+from nanofm.families.vit.task import ImageCollate
 from nanofm.vision.augment import AugmentConfig
 from tests.train.common import tiny_config, weights
 
@@ -128,7 +128,7 @@ def test_prefetch_must_not_be_negative():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="page-locked memory needs CUDA")
 def test_batches_are_pinned_for_the_gpu():
-    from nanofm.train.prefetch import pin
+    from nanofm.engine.prefetch import pin
 
     batch = pin({"x": torch.ones(2), "n": 3, "pair": [torch.zeros(1), "a"]})
     assert batch["x"].is_pinned() and batch["pair"][0].is_pinned() and batch["n"] == 3 and batch["pair"][1] == "a"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nanofm.train import TrainingError
-from nanofm.train import checkpoint as ckpt_io
-from nanofm.train.run_folder import RunFolderError, acquire, claim_run_folder, config_changes, release
+from nanofm.engine import TrainingError
+from nanofm.engine import checkpoint as ckpt_io
+from nanofm.engine.run_folder import acquire, config_changes, release
 from tests.train.common import make_trainer, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +111,7 @@ def test_a_second_process_is_refused_and_a_killed_holder_leaves_no_stale_lock(tm
 
 def held_elsewhere(run: Path) -> bool:
     """Whether another process is refused run's lock (and names this process as the holder)."""
-    module = ROOT / "src/nanofm/train/run_folder.py"  # loaded alone: no torch import, a fast probe
+    module = ROOT / "src/nanofm/engine/run_folder.py"  # loaded alone: no torch import, a fast probe
     probe = (f"import importlib.util as u, pathlib; s = u.spec_from_file_location('rf', {str(module)!r}); "
              f"m = u.module_from_spec(s); s.loader.exec_module(m); m.acquire(pathlib.Path({str(run)!r}))")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
@@ -191,7 +191,7 @@ def test_bad_step_streak_does_not_carry_into_a_resumed_run_with_new_options(tmp_
     cfg = tiny_config(steps=6, save_every=1, max_bad_steps=3)
     trainer = make_trainer(cfg, tmp_path / "run")
     trainer.fit(stop_after_micro_batches=2)
-    trainer.consecutive_bad, trainer._last_saved = 2, None  # as if the last two steps had been skipped
+    trainer.state.consecutive_bad, trainer._last_saved = 2, None  # as if the last two steps had been skipped
     trainer._save(0.0)
     assert make_trainer(cfg, tmp_path / "run", resume="auto").consecutive_bad == 2  # same config: kept
     cfg.train.max_bad_steps = 10

@@ -6,11 +6,13 @@ import time
 import pytest
 import torch
 
-from nanofm.models import ModelOutput
-from nanofm.tasks.copy import build
-from nanofm.train import Trainer, TrainingError
-from nanofm.train.optim import lr_at, param_groups
-from nanofm.train.tracking import read_metrics
+from nanofm.core.output import ModelOutput
+from nanofm.engine import Trainer, TrainingError
+from nanofm.engine import precision as precision_module
+from nanofm.engine.optim import lr_at, param_groups
+from nanofm.engine.tracking import read_metrics
+from nanofm.families.seq2seq.copy import build
+from nanofm.tasks import finish_run
 from tests.train.common import make_trainer, optimizer_tensors, tiny_config, weights, without_key_bias
 
 
@@ -128,7 +130,7 @@ def test_gradient_clipping_scales_the_whole_gradient_to_the_limit(grad_clip):
     with a huge gradient it must be the step's mean gradient rescaled to norm grad_clip (one factor for
     all parameters). Catches: no clipping, clipping each parameter on its own, clipping the summed
     gradient before it is divided by the examples, clipping by value; grad_clip=0 leaves it whole."""
-    from nanofm.train import TrainConfig
+    from nanofm.engine import TrainConfig
 
     xs = torch.tensor([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5], [2.0, 4.0]])
     data = [{"x": x} for x in xs]
@@ -247,6 +249,8 @@ def test_run_folder_outputs(tmp_path):
     trainer = make_trainer(cfg, tmp_path / "run", eval_data=make_trainer(cfg).train_data)
     trainer.fit()
     run = tmp_path / "run"
+    assert not (run / "loss_curve.png").exists()  # the engine draws nothing: its caller does (finish_run)
+    finish_run(trainer, run)
     records = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in records if "eval/loss" in r] == [2, 4, 6]
@@ -261,11 +265,11 @@ def test_run_folder_outputs(tmp_path):
 
 
 def test_bf16_on_cpu_only_when_measured_faster(monkeypatch, capsys):
-    """The measured step times decide: bf16 only when its step is faster (a flipped comparison, or a choice
+    """The measured step times decide (engine/precision.py): bf16 only when its step is faster (a flipped comparison, or a choice
     that ignores the timing, picks the wrong one in one of the two cases), and the choice is what trains."""
     for t16, expect in ((0.5, "bf16"), (2.0, "fp32"), (1.0, "fp32")):  # faster, slower, a tie
         times = {"fp32": 1.0, "bf16": t16}
-        monkeypatch.setattr(Trainer, "_time_step", lambda self, precision, repeats=3: times[precision])
+        monkeypatch.setattr(precision_module, "time_step", lambda model, batch, device, precision, repeats=3: times[precision])
         trainer = make_trainer(tiny_config(precision="bf16", device="cpu"))  # (CUDA takes bf16 untimed)
         assert trainer.precision == expect, times
         out = capsys.readouterr().out
@@ -275,16 +279,16 @@ def test_bf16_on_cpu_only_when_measured_faster(monkeypatch, capsys):
         trainer._accumulate((0, 0), sync=True)
         assert seen == [expect == "bf16"]  # the micro-batch ran under bf16 autocast exactly when bf16 was chosen
 
-    def never(self, precision, repeats=3):
+    def never(model, batch, device, precision, repeats=3):
         raise AssertionError("fp32 and auto are not timed on the CPU")
 
-    monkeypatch.setattr(Trainer, "_time_step", never)
+    monkeypatch.setattr(precision_module, "time_step", never)
     assert make_trainer(tiny_config(device="cpu")).precision == "fp32"
     assert make_trainer(tiny_config(precision="fp32", device="cpu")).precision == "fp32"
 
 
 def test_group_by_length_batches_similar_lengths_deterministically():
-    from nanofm.train.sampler import StepSampler
+    from nanofm.engine.sampler import StepSampler
 
     lengths = [int(x) for x in torch.randint(1, 100, (640,), generator=torch.Generator().manual_seed(0))]
     a = StepSampler(640, 16, 4, lengths=lengths, seed=3)

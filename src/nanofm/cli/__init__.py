@@ -11,13 +11,12 @@ import os
 import sys
 import traceback
 
-from nanofm import __version__
+from nanofm.cli import data, experiments, package, serve, train, use
 from nanofm.config import ConfigError
 from nanofm.errors import UserError
+from nanofm.version import __version__
 
-from . import data, experiments, package, train, use
-
-GROUPS = (experiments, package, train, use, data)  # the order of `nanofm --help`
+GROUPS = (experiments, package, train, use, serve, data)  # the order of `nanofm --help`
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-from .args import duration, positive_int
+from nanofm.cli.args import duration, label_counts, positive_int
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -71,6 +71,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seeds", type=positive_int, default=1,
                    help="fine-tuning runs per cell, their scores averaged (default 1; make bench-beto uses 3)")
     q.add_argument("--out", default="runs/benchmark-beto", help="folder for the runs, table.md and table.json")
+    q.add_argument("--label-curve", metavar="COUNTS", type=label_counts,
+                   help="also a label curve: the first run against random weights at these numbers of labelled "
+                   "examples (e.g. 50,500,2000), each run with the table's recipe, on --curve-task")
+    q.add_argument("--curve-task", help="the label curve's task (default: the first of --tasks)")
     q.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="fine-tuning overrides, e.g. train.lr=1e-4")
     q.set_defaults(func=cmd_benchmark_beto)
     q = bench_sub.add_parser(
@@ -89,6 +93,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--scratch-config", default="vit-fmnist", help="the from-scratch run config (a file or a shipped name)")
     q.add_argument("--mae-config", default="mae-vit-fmnist", help="the MAE pretraining run config (a file or a shipped name)")
     q.add_argument("--out", default="runs/benchmark-vision", help="folder for the runs, table.md and table.json")
+    q.add_argument("--label-curve", metavar="COUNTS", type=label_counts,
+                   help="also a label curve: MAE + fine-tune against from scratch at these numbers of labelled images "
+                   "(e.g. 50,500,5000), every run trained for the fine-tune's budget")
     q.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run, e.g. data.dir=data/x")
     q.set_defaults(func=cmd_benchmark_vision)
     q = bench_sub.add_parser(
@@ -113,7 +120,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from nanofm.tasks.demo import PARTS, Demo, run_demo
+    from nanofm.experiments.demo import PARTS, Demo, run_demo
 
     only = tuple(p for p in args.only.split(",") if p) if args.only else PARTS
     configs = {} if args.configs is None else {"configs": Path(args.configs)}
@@ -122,34 +129,34 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from nanofm.tasks.compare import compare_translation
+    from nanofm.experiments.compare import compare_translation
 
     compare_translation(args.budget, args.data, Path(args.out), args.rnn_config, args.transformer_config,
                         beam=args.beam, progress=not args.no_progress)
 
 
 def cmd_benchmark_beto(args: argparse.Namespace) -> None:
-    from nanofm.tasks.benchmark import benchmark_beto, format_table
+    from nanofm.experiments.beto import benchmark_beto, format_table
 
     tasks = [t for t in args.tasks.split(",") if t]
     length = [f"train.budget={args.budget}"] if args.budget else [f"train.epochs={args.epochs:g}"]
     result = benchmark_beto(args.run_dirs, args.tasks_dir, tasks, args.out, [*length, *args.overrides],
-                            seeds=args.seeds)
+                            seeds=args.seeds, curve=args.label_curve or (), curve_task=args.curve_task)
     print(format_table(result), end="")
     print(f"written to {Path(args.out) / 'table.md'} and table.json")
 
 
 def cmd_benchmark_vision(args: argparse.Namespace) -> None:
-    from nanofm.tasks.benchmark_vision import benchmark_vision, format_vision_table
+    from nanofm.experiments.vision import benchmark_vision, format_vision_table
 
     result = benchmark_vision(args.scratch_config, args.mae_config, args.budget, args.out, args.pretrain_share,
-                              args.probe_budget, args.overrides, labels=args.labels)
+                              args.probe_budget, args.overrides, labels=args.labels, curve=args.label_curve or ())
     print(format_vision_table(result), end="")
     print(f"written to {Path(args.out) / 'table.md'} and table.json")
 
 
 def cmd_benchmark_t2i(args: argparse.Namespace) -> None:
-    from nanofm.tasks.benchmark_t2i import benchmark_t2i, format_t2i_table
+    from nanofm.experiments.t2i import benchmark_t2i, format_t2i_table
 
     result = benchmark_t2i(args.run_dir, args.verifier, n=args.n, steps=args.steps, guidance=args.guidance,
                            seed=args.seed, fmnist=args.fmnist, out=args.out, progress=not args.no_progress)

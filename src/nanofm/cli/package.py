@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nanofm import __version__
+from nanofm.version import __version__
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def cmd_version(args: argparse.Namespace) -> None:
 
 
 def cmd_presets(args: argparse.Namespace) -> None:
-    from nanofm.models import presets
+    from nanofm.families import presets
 
     rows = presets(args.family)
     width = max(len(p.name) for p in rows)
@@ -41,7 +41,7 @@ def cmd_presets(args: argparse.Namespace) -> None:
 
 def cmd_config(args: argparse.Namespace) -> None:
     from nanofm.config import apply_overrides, from_dict, to_dict, to_yaml
-    from nanofm.models import get_preset
+    from nanofm.families import get_preset
 
     preset = get_preset(args.preset)
     data, origins = to_dict(preset.config), {"": f"preset {args.preset!r}"}

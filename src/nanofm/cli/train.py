@@ -6,9 +6,8 @@ import argparse
 import contextlib
 from pathlib import Path
 
+from nanofm.cli.args import duration
 from nanofm.config import ConfigError
-
-from .args import duration
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +72,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     from nanofm.config import apply_overrides, from_dict
     from nanofm.interop import is_hf_folder
     from nanofm.runs import open_run
-    from nanofm.tasks.finetune import FinetuneTaskConfig, finetune_config
+    from nanofm.families.bert.finetune import FinetuneTaskConfig, finetune_config
 
     if not is_hf_folder(args.run_dir) and open_run(args.run_dir, None).task == "mae":
         return _finetune_vision(args)
@@ -100,7 +99,7 @@ def _finetune_out(args: argparse.Namespace, name: str) -> Path:
 
 def _finetune_vision(args: argparse.Namespace) -> None:
     from nanofm.config import apply_overrides, from_dict
-    from nanofm.tasks.vision import ImageClassifyTaskConfig, vision_finetune_config
+    from nanofm.families.vit.task import ImageClassifyTaskConfig, vision_finetune_config
 
     data_dir = args.task if Path(args.task).is_dir() else f"data/{args.task}"
     data = vision_finetune_config(args.run_dir, data_dir, args.from_scratch, args.linear_probe)
@@ -116,11 +115,10 @@ def _train_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _run_training(cfg, run_dir: Path, args: argparse.Namespace) -> None:
-    from nanofm.cards import write_model_card
     from nanofm.tasks import build_task
-    from nanofm.tasks.base import task_trainer
-    from nanofm.train import distributed
-    from nanofm.train.run_folder import claim_run_folder
+    from nanofm.tasks import finish_run, task_trainer
+    from nanofm.engine import distributed
+    from nanofm.engine.run_folder import claim_run_folder
 
     info = distributed.setup(cfg.train.device)
     if args.overwrite and args.resume:
@@ -145,7 +143,7 @@ def _run_training(cfg, run_dir: Path, args: argparse.Namespace) -> None:
                 report = parts.report(parts.model, parts.eval_data, metrics) if parts.report is not None and metrics else None
                 if report:
                     print(report)
-                write_model_card(run_dir, report)
+                finish_run(trainer, run_dir, report)
                 if parts.pictures is not None:
                     for path in parts.pictures(parts.model, run_dir):
                         print(f"picture: {path}")
@@ -181,8 +179,8 @@ def _add_run_options(p: argparse.ArgumentParser, default_out: str) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from nanofm.tasks import build_task, open_trained
-    from nanofm.train import evaluate_model
-    from nanofm.train.distributed import setup
+    from nanofm.engine import evaluate_model
+    from nanofm.engine.distributed import setup
 
     run, cfg = open_trained(args.run_dir, args.checkpoint)
     run_dir, ckpt = run.dir, run.checkpoint
@@ -204,8 +202,8 @@ def cmd_info(args: argparse.Namespace) -> None:
     import json
 
     from nanofm.tasks import open_trained
-    from nanofm.train import checkpoint as ckpt_io
-    from nanofm.train.tracking import read_metrics
+    from nanofm.engine import checkpoint as ckpt_io
+    from nanofm.engine.tracking import read_metrics
 
     run, cfg = open_trained(args.run_dir, None)
     run_dir = run.dir

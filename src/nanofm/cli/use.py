@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nanofm.cli.args import positive_int
 from nanofm.config import ConfigError
-
-from .args import positive_int
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -112,11 +111,11 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from nanofm.api import load
-    from nanofm.tasks.benchmark_t2i import TextToImage
-    from nanofm.tasks.finetune import TextClassifier, TokenTagger
-    from nanofm.tasks.mlm import FillMask, excerpt
-    from nanofm.tasks.translation import Translator, read_lines
-    from nanofm.tasks.vision import ImageClassifier
+    from nanofm.families.t2i.pipeline import TextToImage
+    from nanofm.families.bert.finetune import TextClassifier, TokenTagger
+    from nanofm.families.bert.pretrain import FillMask, excerpt
+    from nanofm.families.seq2seq.translation import Translator, read_lines
+    from nanofm.families.vit.task import ImageClassifier
 
     predictor = load(args.run_dir, args.checkpoint, args.device)
     inputs = args.inputs or read_lines(args.file)  # --file, else standard input: one input per line
@@ -147,7 +146,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_fill_mask(args: argparse.Namespace) -> None:
-    from nanofm.tasks.mlm import FillMask, excerpt
+    from nanofm.families.bert.pretrain import FillMask, excerpt
 
     fill = FillMask.load(args.run_dir, args.checkpoint)
     for text in args.text:
@@ -157,7 +156,7 @@ def cmd_fill_mask(args: argparse.Namespace) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
-    from nanofm.tasks.vision import ImageClassifier
+    from nanofm.families.vit.task import ImageClassifier
 
     classify = ImageClassifier.load(args.run_dir, args.checkpoint)
     for path in args.images:
@@ -165,7 +164,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
-    from nanofm.tasks.translation import Translator, read_lines
+    from nanofm.families.seq2seq.translation import Translator, read_lines
 
     translator = Translator.load(args.run_dir, args.checkpoint)
     lines = args.text or read_lines(args.file)  # --file, else standard input: one output line per input line
@@ -185,7 +184,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from nanofm.tasks.benchmark_t2i import TextToImage
+    from nanofm.families.t2i.pipeline import TextToImage
     from nanofm.viz.samples import plot_sample_grid
 
     t2i = TextToImage.load(args.run_dir, args.checkpoint)
@@ -197,13 +196,13 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_unclip(args: argparse.Namespace) -> None:
-    from nanofm.tasks.benchmark_t2i import write_unclip
+    from nanofm.families.t2i.pipeline import write_unclip
 
     print(f"wrote {write_unclip(args.out, args.prior, args.decoder, args.clip)}")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
-    from nanofm.tasks.convert import convert_from_hf, convert_to_hf
+    from nanofm.convert import convert_from_hf, convert_to_hf
 
     if args.from_hf:
         lines = convert_from_hf(args.from_hf, args.out, overwrite=args.overwrite)

@@ -31,9 +31,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from nanofm.data.task_files import Example, TaggedSentence, numbered_lines, two_fields
 from nanofm.errors import DataError
-
-from .task_files import Example, TaggedSentence, numbered_lines, two_fields
 
 MLDOC_LABELS = ("CCAT", "ECAT", "GCAT", "MCAT")
 XNLI_LABELS = ("contradiction", "entailment", "neutral")

@@ -32,12 +32,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from nanofm.config import ConfigError
+from nanofm.data.sources import bible, fortunes, libreoffice, manpages, normalize_space
+from nanofm.data.sources.debian import fetch_packages
 from nanofm.errors import DataError
 from nanofm.text.wordpiece import DEFAULT_VOCAB_SIZE, train_wordpiece  # 8,000 entries (BETO used 31,002)
 from nanofm.text_files import read_user_text
-
-from .sources import bible, fortunes, libreoffice, manpages, normalize_space
-from .sources.debian import fetch_packages
 
 SOURCES = ("bible", "manpages", "libreoffice", "fortunes")
 PACKAGES = {"bible": bible.MODULES["es"][0], "manpages": manpages.PACKAGE,

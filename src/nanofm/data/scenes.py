@@ -39,7 +39,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from nanofm.data.fashion_mnist import CLASSES, DEBIAN_SOURCE, IDX_FILES, _idx_path, stratified_split
 from nanofm.errors import DataError
+from nanofm.text.wordpiece import train_wordpiece
+from nanofm.vision.io import load_idx
 
 IMAGE_SIZE = 32
 SLOTS = ("centre", "left", "right")
@@ -221,11 +224,6 @@ def prepare_scenes(out: str | Path = "data/fashion-scenes", source: str | Path |
                    seed: int = 0, limit: int | None = None, vocab_size: int = 512) -> dict:
     """Write out/{train,val,test,heldout}.safetensors (+ .captions.jsonl), the caption tokenizer and meta.json.
     `limit`: use only the first `limit` images of each Fashion-MNIST split (tests, quick looks)."""
-    from nanofm.text.wordpiece import train_wordpiece
-    from nanofm.vision.io import load_idx
-
-    from .fashion_mnist import CLASSES, DEBIAN_SOURCE, IDX_FILES, _idx_path, stratified_split
-
     source, out = Path(source or DEBIAN_SOURCE), Path(out)
     paths = {s: [_idx_path(source, name) for name in names] for s, names in IDX_FILES.items()}
     if any(p is None for ps in paths.values() for p in ps):

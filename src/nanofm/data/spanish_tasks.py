@@ -33,15 +33,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from nanofm.config import ConfigError
+from nanofm.data.benchmark_formats import FORMATS
+from nanofm.data.corpus import PACKAGES, SOURCES, looks_english, read_source
+from nanofm.data.sources import fortunes, libreoffice, normalize_space
+from nanofm.data.sources.debian import fetch_packages
+from nanofm.data.task_files import Example, TaggedSentence, TaskData, read_classification, read_tagged, write_classification, write_tagged
+from nanofm.data.translation import assign_groups
 from nanofm.errors import DataError
 from nanofm.text_files import read_user_text
-
-from .benchmark_formats import FORMATS
-from .corpus import PACKAGES, SOURCES, looks_english, read_source
-from .sources import fortunes, libreoffice, normalize_space
-from .sources.debian import fetch_packages
-from .task_files import Example, TaggedSentence, TaskData, read_classification, read_tagged, write_classification, write_tagged
-from .translation import assign_groups
 
 SPLITS = ("train", "dev", "test")
 TASKS = ("libreoffice-area", "fortunes-category", "pos-silver", "ner-silver")

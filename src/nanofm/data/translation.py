@@ -21,11 +21,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from nanofm.config import ConfigError
+from nanofm.data.sources import AlignedPair, bible, libreoffice
+from nanofm.data.sources.debian import fetch_packages
 from nanofm.errors import DataError
 from nanofm.text_files import read_user_text, split_lines
-
-from .sources import AlignedPair, bible, libreoffice
-from .sources.debian import fetch_packages
 
 SPLITS = ("train", "valid", "test")
 PAIRS = {"es-en": ("es", "en"), "fr-en": ("fr", "en")}
@@ -206,6 +205,12 @@ def read_tsv(path: str | Path) -> list[tuple[str, str]]:
             raise DataError(f"{path}:{n}: empty {'source' if not fields[0].strip() else 'target'} field")
         pairs.append((fields[0], fields[1]))
     return pairs
+
+
+def packages_for(pair: str, sources: tuple[str, ...] = SOURCES) -> list[str]:
+    """The Debian packages preparing `pair` from `sources` reads."""
+    src_lang, tgt_lang = PAIRS[pair]
+    return [p for s in sources if _has_source(s, src_lang, tgt_lang, lambda m: None) for p in _packages(s, src_lang, tgt_lang)]
 
 
 def _packages(source: str, src_lang: str, tgt_lang: str) -> tuple[str, str]:

@@ -19,14 +19,12 @@ from typing import Any
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from nanofm.engine.checkpoint import read_state_dict
 from nanofm.errors import DataError
-from nanofm.models.vit import ViT
+from nanofm.interop.mapping import Converted
+from nanofm.interop.tokenizer import read_json, save_hf_tokenizer, write_json
+from nanofm.registry import adapter, adapter_of, adapters
 from nanofm.text.wordpiece import WordPieceTokenizer
-from nanofm.train.checkpoint import read_state_dict
-
-from . import bert, vit
-from .mapping import Converted
-from .tokenizer import read_json, save_hf_tokenizer, write_json
 
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 CONTENTS = ("config.json, model.safetensors (or pytorch_model.bin) and, for BERT, its tokenizer (tokenizer.json or "
@@ -62,20 +60,25 @@ def read_weights(folder: str | Path) -> tuple[dict[str, Tensor], Path]:
 
 
 def from_hf(config: Mapping[str, Any], weights: Mapping[str, Tensor], target: str | None = None) -> Converted:
-    """config.json (a dict) and Hugging Face tensors -> a nanofm model holding them (see bert / vit.from_hf)."""
-    family = {"bert": bert, "vit": vit}.get(config.get("model_type"))
-    if family is None:
-        raise DataError(f"model_type {config.get('model_type')!r}: nanofm reads BERT and ViT folders")
-    return family.from_hf(config, weights, target)
+    """config.json (a dict) and Hugging Face tensors -> a nanofm model holding them, by the adapter (a family's
+    hf.py, found through the registry) of the config's model_type."""
+    found = adapter(config.get("model_type"))
+    if found is None:
+        raise DataError(f"model_type {config.get('model_type')!r}: nanofm reads {_readable()} folders")
+    return found.from_hf(config, weights, target)
 
 
 def to_hf(model: nn.Module, labels: list[str] | None = None) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """A nanofm BERT or ViT -> (config.json as a dict, Hugging Face tensors); labels name a head's classes."""
-    if isinstance(model, ViT):
-        return vit.to_hf(model, labels)
-    if type(model).__name__ in bert.CLASSES:
-        return bert.to_hf(model, labels)
-    raise DataError(f"{type(model).__name__}: nanofm exports BERT ({', '.join(bert.CLASSES)}) and ViT")
+    found = adapter_of(model)
+    if found is None:
+        exported = " and ".join(f"{a.title} ({', '.join(c.__name__ for c in a.classes)})" for a in adapters())
+        raise DataError(f"{type(model).__name__}: nanofm exports {exported or 'no class (import nanofm.families)'}")
+    return found.to_hf(model, labels)
+
+
+def _readable() -> str:
+    return " and ".join(a.title for a in adapters()) or "no (import nanofm.families to register the families')"
 
 
 def load_hf(folder: str | Path, target: str | None = None) -> Converted:

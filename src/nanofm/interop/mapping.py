@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from nanofm.engine.checkpoint import tied_groups
 from nanofm.errors import UserError
-from nanofm.train.checkpoint import tied_groups
 
 QKV = ("query", "key", "value")
 

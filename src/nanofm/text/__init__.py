@@ -1,5 +1,5 @@
 """Tokenizers (Hugging Face `tokenizers`) and text corpora."""
 
-from .tokenizer import SPECIAL_TOKENS, Tokenizer, train_bpe
+from nanofm.text.tokenizer import SPECIAL_TOKENS, Tokenizer, train_bpe
 
 __all__ = ["SPECIAL_TOKENS", "Tokenizer", "train_bpe"]

@@ -1,7 +1,7 @@
 """Image loading (IDX, image folders, CIFAR-10, safetensors) and batched tensor augmentations."""
 
-from .augment import AugmentConfig, augment, normalize, random_flip, random_resized_crop, random_translate
-from .io import (
+from nanofm.vision.augment import AugmentConfig, augment, normalize, random_flip, random_resized_crop, random_translate
+from nanofm.vision.io import (
     ImageSet,
     UnsafePickleError,
     load_cifar10,

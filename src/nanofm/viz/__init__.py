@@ -1,6 +1,6 @@
-"""Pictures of what a model does: loss curves, attention maps."""
+"""Pictures of what a model does: loss and label curves, attention maps."""
 
-from .attention import plot_attention
-from .curves import plot_loss_curve
+from nanofm.viz.attention import plot_attention
+from nanofm.viz.curves import plot_label_curve, plot_loss_curve
 
-__all__ = ["plot_attention", "plot_loss_curve"]
+__all__ = ["plot_attention", "plot_label_curve", "plot_loss_curve"]

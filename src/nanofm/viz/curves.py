@@ -28,3 +28,25 @@ def plot_loss_curve(records: list[dict[str, Any]], path: Path, title: str = "") 
     fig.tight_layout()
     fig.savefig(path)
     return path
+
+
+def plot_label_curve(points: list[dict[str, float]], path: Path, metric: str, title: str = "") -> Path:
+    """Score against the number of labelled examples (log scale), pretrained against random weights: points are
+    {"labels": n, "pretrained": score, "scratch": score}."""
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.add_subplot()
+    n = [p["labels"] for p in points]
+    ax.plot(n, [p["pretrained"] for p in points], "o-", label="pretrained, then fine-tuned", lw=1.5)
+    ax.plot(n, [p["scratch"] for p in points], "s--", label="random weights, same training", lw=1.5)
+    ax.set_xscale("log")
+    ax.set_xticks(n, [str(v) for v in n])
+    ax.set_xlabel("labelled training examples")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

@@ -12,6 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from nanofm.version import __version__
+
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1, h2, h3 { line-height: 1.2; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2rem; margin-top: 2.5rem; }
@@ -24,10 +28,6 @@ code, pre { background: #f6f6f6; } pre { padding: .5rem; overflow-x: auto; }
 
 def machine() -> list[tuple[str, str]]:
     """What the figures were measured on: processor, cores, accelerator, versions."""
-    import torch
-
-    from nanofm import __version__
-
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()

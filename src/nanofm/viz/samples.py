@@ -12,7 +12,7 @@ from typing import Sequence
 
 from torch import Tensor
 
-from .images import _show
+from nanofm.viz.images import _show
 
 
 def plot_sample_grid(images: Tensor, path: str | Path, caption: str = "", ncols: int | None = None,

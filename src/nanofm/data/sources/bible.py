@@ -18,9 +18,8 @@ import statistics
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from nanofm.data.sources import AlignedPair, normalize_space
 from nanofm.errors import DataError
-
-from . import AlignedPair, normalize_space
 
 ORIGIN = "bible"
 Ref = tuple[str, int, int]  # (OSIS book name, chapter, verse)

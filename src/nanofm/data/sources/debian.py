@@ -50,6 +50,18 @@ def fetch_packages(
     return found
 
 
+def unavailable(name: str, cache_dir: str | Path | None = None) -> str | None:
+    """Why package `name` cannot be had (None when it can: cached, installed, or known to apt-get here), checked
+    without downloading anything."""
+    if (Path(cache_dir or DEFAULT_CACHE).expanduser() / name / "usr").is_dir() or _installed_version(name):
+        return None
+    missing = [tool for tool in ("apt-get", "apt-cache", "dpkg-deb") if not shutil.which(tool)]
+    if missing:
+        return f"not installed, and {', '.join(missing)} missing to fetch it"
+    res = subprocess.run(["apt-cache", "show", "--no-all-versions", name], capture_output=True, text=True)
+    return None if res.returncode == 0 and res.stdout.strip() else "unknown to apt (try apt-get update first)"
+
+
 def _package_root(name: str, cache: Path, log: Callable[[str], None]) -> tuple[Path, str]:
     extracted = cache / name
     if (extracted / "usr").is_dir():

@@ -14,9 +14,8 @@ from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 
+from nanofm.data.sources import AlignedPair, normalize_space
 from nanofm.text_files import read_user_text
-
-from . import AlignedPair, normalize_space
 
 ORIGIN = "libreoffice"
 PACKAGES = {"es": "libreoffice-help-es", "en": "libreoffice-help-en-us", "fr": "libreoffice-help-fr"}

@@ -14,9 +14,8 @@ import re
 import shlex
 from pathlib import Path
 
+from nanofm.data.sources import normalize_space
 from nanofm.text_files import decode_user_text
-
-from . import normalize_space
 
 PACKAGE = "manpages-es"
 MAN_DIRS = {"es": "usr/share/man/es"}

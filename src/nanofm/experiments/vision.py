@@ -1,0 +1,162 @@
+"""The vision table: what masked-autoencoder pretraining buys a ViT at the same total budget.
+
+Three runs of the same ViT on the same data: trained from scratch for the whole budget; MAE-pretrained
+for a share of it, then fine-tuned for the rest; and a linear probe of the MAE encoder's frozen features
+(its own, stated budget). Test accuracy at each run's best validation checkpoint; images/s of training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from nanofm.config import apply_overrides, ConfigError, from_dict, to_dict
+from nanofm.engine import load_model_weights
+from nanofm.engine.checkpoint import pick_checkpoint
+from nanofm.engine.config import format_duration, parse_duration
+from nanofm.engine.tracking import read_metrics
+from nanofm.experiments.label_curve import format_label_curve, label_curve
+from nanofm.experiments.timeshare import TimeShare
+from nanofm.families.vit.task import accuracy, ImageClassifyTaskConfig, vision_finetune_config
+from nanofm.tasks import build_task, fit_to_end, load_task_config, task_trainer
+
+
+def train_run(cfg: Any, out: Path, progress: bool = False) -> dict[str, float]:
+    """Train one task config into `out` (resuming if it was interrupted); test accuracy of the best
+    checkpoint (classification) and training images/s."""
+    parts = build_task(cfg)
+    trainer = task_trainer(parts, cfg, out, progress=progress)
+    fit_to_end(trainer, out)
+    if parts.pictures is not None:
+        parts.pictures(parts.model, out)
+    records = [r for r in read_metrics(out / "metrics.jsonl") if "loss" in r and "elapsed" in r]
+    last = records[-1] if records else {"step": trainer.step, "elapsed": float("nan")}
+    result = {"steps": trainer.step, "images_per_s": last["step"] * cfg.train.batch_size / max(last["elapsed"], 1e-9),
+              "seconds": last["elapsed"]}
+    if cfg.task == "image-classify":
+        best = pick_checkpoint(out, "best") if cfg.train.best_metric else pick_checkpoint(out, "latest")
+        load_model_weights(parts.model, best / "model.safetensors")
+        result["test_accuracy"] = accuracy(parts.model, parts.test_data, parts.collate)["accuracy"]
+    return result
+
+
+def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str | Path, pretrain_share: float = 0.5,
+                     probe_budget: str = "3m", overrides: list[str] = (), log: Callable[[str], None] = print,
+                     mae_overrides: list[str] = (), progress: bool = False, labels: int | None = None,
+                     deadline: float | None = None, probe_weight: float = 0.35, curve: tuple[int, ...] = ()) -> dict:
+    """Run the three columns; write out/table.md and out/table.json; return the results. `overrides` apply to
+    every run, `mae_overrides` to the MAE pretraining only (its decoder, its masking). `labels`: the supervised
+    runs (scratch, fine-tune, probe) see only that many labelled images; MAE pretrains on all images, unlabelled.
+    With a `deadline` (a time.time() value) the budgets come from the time left before it instead: the
+    scratch run and MAE + fine-tune get the same share, the probe `probe_weight` of it. `curve`: label counts of a
+    label curve, MAE + fine-tune against the ViT from scratch, every run trained for the fine-tune's budget (the
+    fine-tune of the table is its point at `labels`)."""
+    if not 0.0 < pretrain_share < 1.0:
+        raise ConfigError(f"--pretrain-share must be in (0, 1), got {pretrain_share}")
+    total = parse_duration(budget)
+    out = Path(out)
+    pre_budget, ft_budget = format_duration(total * pretrain_share), format_duration(total * (1 - pretrain_share))
+    few = [f"data.labels={labels}"] if labels is not None else []
+    curve_runs = 2 * len(curve) - (1 if labels in curve else 0)
+    weights = [1.0, pretrain_share, 1 - pretrain_share, probe_weight, *[1 - pretrain_share] * curve_runs]
+    share = TimeShare(deadline, weights) if deadline is not None else None
+
+    def sized(length: str) -> str:  # the run's budget: as given, or its share of the time left
+        return length if share is None else format_duration(share.start())
+
+    def ended() -> None:
+        if share is not None:
+            share.finish()
+
+    budget = sized(budget)
+    log(f"== ViT from scratch, {budget}")
+    scratch_cfg = load_task_config(scratch_config, [*overrides, *few, f"train.budget={budget}"])
+    scratch = train_run(scratch_cfg, out / "scratch", progress)
+    ended()
+    log(f"   test accuracy {scratch['test_accuracy']:.4f}, {scratch['images_per_s']:.0f} images/s")
+
+    pre_budget = sized(pre_budget)
+    mae_cfg = load_task_config(mae_config, [*overrides, *mae_overrides, f"train.budget={pre_budget}"])
+    keys = ("d_model", "n_layers", "n_heads", "d_ff", "patch_size", "pool", "pos")
+    if any(getattr(mae_cfg.model, k) != getattr(scratch_cfg.model, k) for k in keys):
+        raise ConfigError(f"{mae_config} and {scratch_config} must describe the same ViT ({', '.join(keys)})")
+    log(f"== MAE pretraining, {pre_budget}")
+    mae = train_run(mae_cfg, out / "mae", progress)
+    ended()
+    log(f"   {mae['images_per_s']:.0f} images/s")
+
+    def from_mae(linear_probe: bool, length: str, name: str) -> dict[str, float]:
+        cfg = mae_finetune_config(out / "mae", scratch_cfg, linear_probe, [*overrides, *few, f"train.budget={length}"])
+        return train_run(cfg, out / name, progress)
+
+    ft_budget = sized(ft_budget)
+    log(f"== MAE encoder fine-tuned, {ft_budget}")
+    finetuned = from_mae(False, ft_budget, "mae-finetune")
+    ended()
+    log(f"   test accuracy {finetuned['test_accuracy']:.4f}")
+    probe_budget = sized(probe_budget)
+    log(f"== linear probe of the MAE encoder, {probe_budget}")
+    probe = from_mae(True, probe_budget, "mae-linear-probe")
+    ended()
+    log(f"   test accuracy {probe['test_accuracy']:.4f}")
+
+    def point(from_scratch: bool, n: int) -> float:
+        length = sized(ft_budget)
+        log(f"== label curve: {n} labels, {'from scratch' if from_scratch else 'MAE + fine-tune'}, {length}")
+        few_n = [*overrides, f"data.labels={n}", f"train.budget={length}"]
+        name = f"curve/{n}-{'scratch' if from_scratch else 'mae'}"
+        cfg = load_task_config(scratch_config, few_n) if from_scratch else mae_finetune_config(out / "mae", scratch_cfg, False, few_n)
+        r = train_run(cfg, out / name, progress)
+        ended()
+        return 100 * r["test_accuracy"]
+
+    known = {(False, labels): 100 * finetuned["test_accuracy"]} if labels in curve else {}
+    result = {
+        "model": f"ViT {scratch_cfg.model.d_model} wide, {scratch_cfg.model.n_layers} layers, patch {scratch_cfg.model.patch_size}",
+        "data": scratch_cfg.data.dir, "budget": budget, "pretrain_budget": pre_budget, "finetune_budget": ft_budget,
+        "probe_budget": probe_budget, "labels": labels, "scratch": scratch, "mae": mae, "mae_finetune": finetuned, "linear_probe": probe,
+    }
+    if curve:
+        result["curve"] = label_curve(curve, point, "accuracy", known)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "table.md").write_text(format_vision_table(result))
+    return result
+
+
+def mae_finetune_config(mae_dir: Path, scratch_cfg: Any, linear_probe: bool, overrides: list[str]) -> Any:
+    """The classification config that starts from an MAE run: a fine-tune takes the from-scratch run's recipe
+    (training and augmentation), so that only the start differs; a linear probe keeps its own; then `overrides`."""
+    data = vision_finetune_config(mae_dir, scratch_cfg.data.dir, False, linear_probe)
+    if not linear_probe:
+        data["train"] = _as_dict(scratch_cfg.train)
+        data["data"]["augment"] = _as_dict(scratch_cfg.data.augment)
+    origins = {"": f"fine-tuning of {mae_dir}"}
+    apply_overrides(data, overrides, origins)
+    return from_dict(ImageClassifyTaskConfig, data, origins)
+
+
+def _as_dict(obj: Any) -> dict:
+    return to_dict(obj)
+
+
+def format_vision_table(r: dict) -> str:
+    s, f, p, m = r["scratch"], r["mae_finetune"], r["linear_probe"], r["mae"]
+    lines = [
+        "| model | budget | from scratch (test acc.) | MAE + fine-tune (test acc.) | linear probe of MAE (test acc.) "
+        "| images/s: scratch / MAE pretrain / fine-tune |",
+        "|---|---|---|---|---|---|",
+        f"| {r['model']} | {r['budget']} (MAE: {r['pretrain_budget']} + {r['finetune_budget']}; probe {r['probe_budget']}) "
+        f"| {100 * s['test_accuracy']:.2f} | {100 * f['test_accuracy']:.2f} | {100 * p['test_accuracy']:.2f} "
+        f"| {s['images_per_s']:.0f} / {m['images_per_s']:.0f} / {f['images_per_s']:.0f} |",
+        "",
+        f"MAE + fine-tune minus from scratch: {100 * (f['test_accuracy'] - s['test_accuracy']):+.2f} points.",
+    ]
+    if r.get("labels") is not None:
+        lines.append(f"The supervised runs saw {r['labels']:,} labelled training images; MAE pretrained on all of "
+                     "them, without labels.")
+    if r.get("curve"):
+        lines += ["", f"Label curve (test accuracy; every run {r['finetune_budget']}, the fine-tune's budget; the same "
+                      "MAE encoder):", "", format_label_curve(r["curve"], "images").rstrip()]
+    return "\n".join(lines) + "\n"
