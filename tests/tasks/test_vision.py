@@ -215,9 +215,12 @@ def test_vision_label_curve_trains_both_starts_on_the_fine_tunes_budget(data, tm
     result = bv.benchmark_vision("configs/vit-fmnist.yaml", "configs/mae-vit-fmnist.yaml", "10m", tmp_path / "b",
                                  pretrain_share=0.3, probe_budget="2m", overrides=[f"data.dir={data}", *TINY],
                                  mae_overrides=MAE_TINY[len(TINY):], log=lambda _: None, labels=20, curve=(10, 20))
-    curve_runs = {k: (c.train.budget, c.data.labels, bool(c.init)) for k, c in runs.items() if k.startswith("curve/")}
-    assert curve_runs == {"curve/10-mae": ("7m", 10, True), "curve/10-scratch": ("7m", 10, False),
-                          "curve/20-scratch": ("7m", 20, False)}
+    batch = runs["scratch"].train.batch_size
+    assert batch > 10  # (so that the 10-image points must lower it: a batch larger than the training set is refused)
+    curve_runs = {k: (c.train.budget, c.data.labels, bool(c.init), c.train.batch_size) for k, c in runs.items()
+                  if k.startswith("curve/")}
+    assert curve_runs == {"curve/10-mae": ("7m", 10, True, 10), "curve/10-scratch": ("7m", 10, False, 10),
+                          "curve/20-scratch": ("7m", 20, False, min(20, batch))}
     assert [(p["labels"], round(p["pretrained"], 6), round(p["scratch"], 6)) for p in result["curve"]["points"]] == [
         (10, 20.0, 10.0), (20, 30.0, 20.0)]
     assert "| 20 | 30.00 | 20.00 | +10.00 |" in (tmp_path / "b" / "table.md").read_text()

@@ -104,7 +104,8 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     def point(from_scratch: bool, n: int) -> float:
         length = sized(ft_budget)
         log(f"== label curve: {n} labels, {'from scratch' if from_scratch else 'MAE + fine-tune'}, {length}")
-        few_n = [*overrides, f"data.labels={n}", f"train.budget={length}"]
+        batch = min(n, scratch_cfg.train.batch_size)  # 50 labelled images make one batch of 50, not 128
+        few_n = [*overrides, f"data.labels={n}", f"train.budget={length}", f"train.batch_size={batch}"]
         name = f"curve/{n}-{'scratch' if from_scratch else 'mae'}"
         cfg = load_task_config(scratch_config, few_n) if from_scratch else mae_finetune_config(out / "mae", scratch_cfg, False, few_n)
         r = train_run(cfg, out / name, progress)
