@@ -18,19 +18,22 @@ def test_counts_are_checked():
             parse_counts(bad)
 
 
-def test_known_points_are_reused_and_the_rest_run_pretrained_first():
-    # the bug it catches: a table cell trained twice (budget spent for nothing), or the two starts swapped
-    calls = []
+def test_known_points_are_reused_and_both_starts_of_a_point_train_alike():
+    # the bugs it catches: a table cell trained twice (budget spent for nothing), the two starts swapped, or the two
+    # runs of a point given different training times (a later run squeezed by an earlier one's overrun)
+    calls, budgets = [], iter(["9s", "4s"])
 
-    def run(scratch, n):
-        calls.append((scratch, n))
+    def run(scratch, n, length):
+        calls.append((scratch, n, length))
         return n / 10 + (0 if scratch else 5)
 
-    curve = label_curve((10, 100), run, "accuracy", known={(False, 100): 99.0, (True, 100): 1.0})
-    assert calls == [(False, 10), (True, 10)]
-    assert curve["points"] == [{"labels": 10, "pretrained": 6.0, "scratch": 1.0},
-                               {"labels": 100, "pretrained": 99.0, "scratch": 1.0}]
-    assert "| 100 | 99.00 | 1.00 | +98.00 |" in format_label_curve(curve, "x")
+    curve = label_curve((10, 100, 1000), run, "accuracy", budget=lambda: next(budgets), done=lambda: calls.append("done"),
+                        known={(False, 100): (99.0, "20s")})
+    assert calls == [(False, 10, "9s"), (True, 10, "9s"), "done", (True, 100, "20s"), (False, 1000, "4s"),
+                     (True, 1000, "4s"), "done"]
+    assert curve["points"][:2] == [{"labels": 10, "pretrained": 6.0, "scratch": 1.0, "budget": "9s"},
+                                   {"labels": 100, "pretrained": 99.0, "scratch": 10.0, "budget": "20s"}]
+    assert "| 100 | 99.00 | 10.00 | +89.00 | 20s |" in format_label_curve(curve, "x")
 
 
 def test_beto_table_computes_its_curve_with_the_tables_recipe(tmp_path, monkeypatch):
@@ -49,8 +52,8 @@ def test_beto_table_computes_its_curve_with_the_tables_recipe(tmp_path, monkeypa
                                  ["data.labels=500", "train.lr=1e-4"], log=lambda _: None, progress=False,
                                  curve=(50, 500), curve_task="b")
     assert made[4:] == [("b", False, 50, True), ("b", True, 50, True)]  # after the 4 table runs; 500 is the table's
-    assert result["curve"]["points"] == [{"labels": 50, "pretrained": 30.0, "scratch": 5.0},
-                                         {"labels": 500, "pretrained": 75.0, "scratch": 50.0}]
+    assert [(p["labels"], p["pretrained"], p["scratch"]) for p in result["curve"]["points"]] == [
+        (50, 30.0, 5.0), (500, 75.0, 50.0)]
     assert "Label curve on b" in (tmp_path / "out" / "table.md").read_text()
     with pytest.raises(ConfigError, match="curve-task"):
         beto.benchmark_beto(["runs/bert"], tmp_path, ["a"], tmp_path / "o2", curve=(5,), curve_task="zz")

@@ -223,7 +223,7 @@ def test_vision_label_curve_trains_both_starts_on_the_fine_tunes_budget(data, tm
                           "curve/20-scratch": ("7m", 20, False, min(20, batch))}
     assert [(p["labels"], round(p["pretrained"], 6), round(p["scratch"], 6)) for p in result["curve"]["points"]] == [
         (10, 20.0, 10.0), (20, 30.0, 20.0)]
-    assert "| 20 | 30.00 | 20.00 | +10.00 |" in (tmp_path / "b" / "table.md").read_text()
+    assert "| 20 | 30.00 | 20.00 | +10.00 | 7m |" in (tmp_path / "b" / "table.md").read_text()
 
 
 def test_accuracy_is_the_share_of_right_predictions(data):

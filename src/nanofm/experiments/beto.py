@@ -68,11 +68,11 @@ def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str],
     if curve and curve_task not in tasks:
         raise ConfigError(f"--curve-task must be one of the table's tasks ({', '.join(tasks)}), got {curve_task!r}")
     table_labels = next((int(o.partition("=")[2]) for o in reversed(overrides) if o.startswith("data.labels=")), None)
-    curve_runs = 2 * len(curve) - (2 if table_labels in curve and seeds == 1 else 0)
-    rows = []
-    n_runs = len(tasks) * len(columns) * seeds + curve_runs
-    bar = progress_bar(total=n_runs, desc="benchmark beto", unit="run", enabled=progress)
-    share = TimeShare(deadline, [1.0] * n_runs) if deadline is not None else None
+    pairs = len(curve) - (1 if table_labels in curve and seeds == 1 else 0)  # curve points trained here, 2 runs each
+    rows, lengths = [], {}  # lengths: (task, column) -> the training time of its first seed's run
+    n_table = len(tasks) * len(columns) * seeds
+    bar = progress_bar(total=n_table + 2 * pairs, desc="benchmark beto", unit="run", enabled=progress)
+    share = TimeShare(deadline, [1.0] * n_table + [2.0] * pairs) if deadline is not None else None
     for name in tasks:
         task_dir = Path(tasks_dir) / name
         task = load_task(task_dir)
@@ -82,7 +82,9 @@ def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str],
             runs = []
             for seed in range(seeds):
                 log(f"== {name}: {label}" + (f", seed {seed} ({seed + 1} of {seeds})" if seeds > 1 else ""))
-                budget = [f"train.budget={format_duration(share.start())}"] if share is not None else []
+                length = format_duration(share.start()) if share is not None else None
+                lengths.setdefault((name, col), length)
+                budget = [f"train.budget={length}"] if length else []
                 m = finetune_and_score(run, task_dir, scratch, seed_dir(out, seed) / name / f"column{col}",
                                        [*overrides, *budget], progress, seed_offset=seed)
                 if share is not None:
@@ -95,21 +97,28 @@ def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str],
         rows.append(row)
     result = {"columns": [c[0] for c in columns], "seeds": seeds, "rows": rows}
     if curve:
-        def point(scratch: bool, labels: int) -> float:
+        def point(scratch: bool, labels: int, length: str | None) -> float:
             log(f"== label curve, {curve_task}: {labels} labels, {'random weights' if scratch else 'pretrained'}")
-            budget = [f"train.budget={format_duration(share.start())}"] if share is not None else []
             m = finetune_and_score(run_dirs[0], Path(tasks_dir) / curve_task, scratch,
                                    out / "curve" / f"{labels}-{'scratch' if scratch else 'pretrained'}",
-                                   [*overrides, f"data.labels={labels}", *budget], progress)
-            if share is not None:
-                share.finish()
+                                   [*overrides, f"data.labels={labels}", *([f"train.budget={length}"] if length else [])],
+                                   progress)
             bar.update(1)
             return 100 * m["score"]
 
+        def pair_budget() -> str | None:  # each run of a point: half the point's share of the time left
+            return format_duration(share.start() / 2) if share is not None else None
+
+        def pair_done() -> None:
+            if share is not None:
+                share.finish()
+
         row = next(r for r in rows if r["task"] == curve_task)
-        known = {(False, table_labels): row["scores"][result["columns"][0]],
-                 (True, table_labels): row["scores"][result["columns"][-1]]} if seeds == 1 and table_labels else {}
-        result["curve"] = {**label_curve(curve, point, row["metric"], known), "task": curve_task}
+        cols = result["columns"]
+        known = {(False, table_labels): (row["scores"][cols[0]], lengths[(curve_task, 0)]),
+                 (True, table_labels): (row["scores"][cols[-1]], lengths[(curve_task, len(cols) - 1)])} \
+            if seeds == 1 and table_labels else {}
+        result["curve"] = {**label_curve(curve, point, row["metric"], pair_budget, pair_done, known), "task": curve_task}
     bar.close()
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -146,8 +155,8 @@ def format_table(result: dict) -> str:
                      + f" | {_mean(gains):+.2f} |")
         lines.append("")
     if result.get("curve"):
-        lines += [f"Label curve on {result['curve']['task']} (test {result['curve']['metric']}, the table's recipe and "
-                  "budget per run):", "", format_label_curve(result["curve"], result["curve"]["task"])]
+        lines += [f"Label curve on {result['curve']['task']} (test {result['curve']['metric']}, the table's recipe; both "
+                  "runs of a point train for the same time):", "", format_label_curve(result["curve"], result["curve"]["task"])]
     lines.append("For reference, the lecture's table (BETO paper: real benchmarks, full-scale models; not comparable "
                  "with the rows above):")
     lines.append("")

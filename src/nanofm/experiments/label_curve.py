@@ -1,8 +1,9 @@
 """Score against the number of labels, pretrained against random weights: the picture of what a foundation model
 is for (pretraining pays most where labels are scarce). The BETO and vision tables compute their curves with it.
 
-A curve is {"metric": ..., "points": [{"labels": n, "pretrained": score, "scratch": score}, ...]}, scores in
-percent, one fine-tuning run per point and start, every run of one curve given the same training budget."""
+A curve is {"metric": ..., "points": [{"labels": n, "pretrained": score, "scratch": score, "budget": "14s"}, ...]},
+scores in percent, one fine-tuning run per point and start; both runs of a point train for the same time (its
+"budget": the point's share of the time left, when a deadline shares it out)."""
 
 from __future__ import annotations
 
@@ -22,24 +23,30 @@ def parse_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
-def label_curve(counts: tuple[int, ...], run: Callable[[bool, int], float], metric: str,
-                known: dict[tuple[bool, int], float] | None = None) -> dict:
-    """run(from_scratch, labels) -> score for each count and start, pretrained first; `known` scores (runs made
-    elsewhere with the same recipe and budget, e.g. the table's own cells) are not run again."""
+def label_curve(counts: tuple[int, ...], run: Callable[[bool, int, str | None], float], metric: str,
+                budget: Callable[[], str | None] = lambda: None, done: Callable[[], None] = lambda: None,
+                known: dict[tuple[bool, int], tuple[float, str | None]] | None = None) -> dict:
+    """run(from_scratch, labels, budget) -> score for each count and start, pretrained first. A point that makes
+    both runs asks budget() once (the training time of each: None, the config's length) and calls done() after
+    them, so that both starts of a point train alike. `known`: (score, budget) of runs made elsewhere with the
+    same recipe (the table's own cells), not run again; the other start of such a point trains as long."""
     known = known or {}
     points = []
     for n in counts:
-        pre = known[(False, n)] if (False, n) in known else run(False, n)
-        scratch = known[(True, n)] if (True, n) in known else run(True, n)
-        points.append({"labels": n, "pretrained": pre, "scratch": scratch})
+        todo = [s for s in (False, True) if (s, n) not in known]
+        length = budget() if len(todo) == 2 else known[(not todo[0], n)][1] if todo else known[(False, n)][1]
+        scores = {s: known[(s, n)][0] if (s, n) in known else run(s, n, length) for s in (False, True)}
+        if len(todo) == 2:
+            done()
+        points.append({"labels": n, "pretrained": scores[False], "scratch": scores[True], "budget": length})
     return {"metric": metric, "points": points}
 
 
 def format_label_curve(curve: dict, what: str) -> str:
     """The curve as a Markdown table: labels, both scores, the gain of pretraining."""
-    lines = [f"| labelled examples ({what}) | pretrained, then fine-tuned | random weights | gain of pretraining |",
-             "|---|---|---|---|"]
+    lines = [f"| labelled examples ({what}) | pretrained, then fine-tuned | random weights | gain of pretraining "
+             "| training time of each run |", "|---|---|---|---|---|"]
     for p in curve["points"]:
         lines.append(f"| {p['labels']:,} | {p['pretrained']:.2f} | {p['scratch']:.2f} | "
-                     f"{p['pretrained'] - p['scratch']:+.2f} |")
+                     f"{p['pretrained'] - p['scratch']:+.2f} | {p.get('budget') or 'the config'} |")
     return "\n".join(lines) + "\n"

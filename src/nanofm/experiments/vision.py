@@ -58,8 +58,8 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     out = Path(out)
     pre_budget, ft_budget = format_duration(total * pretrain_share), format_duration(total * (1 - pretrain_share))
     few = [f"data.labels={labels}"] if labels is not None else []
-    curve_runs = 2 * len(curve) - (1 if labels in curve else 0)
-    weights = [1.0, pretrain_share, 1 - pretrain_share, probe_weight, *[1 - pretrain_share] * curve_runs]
+    pairs = len(curve) - (1 if labels in curve else 0)  # points that train both starts (the other: one run, as long
+    weights = [1.0, pretrain_share, 1 - pretrain_share, probe_weight, *[2 * (1 - pretrain_share)] * pairs]  # as the table's)
     share = TimeShare(deadline, weights) if deadline is not None else None
 
     def sized(length: str) -> str:  # the run's budget: as given, or its share of the time left
@@ -101,25 +101,25 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     ended()
     log(f"   test accuracy {probe['test_accuracy']:.4f}")
 
-    def point(from_scratch: bool, n: int) -> float:
-        length = sized(ft_budget)
+    def point(from_scratch: bool, n: int, length: str | None) -> float:
         log(f"== label curve: {n} labels, {'from scratch' if from_scratch else 'MAE + fine-tune'}, {length}")
         batch = min(n, scratch_cfg.train.batch_size)  # 50 labelled images make one batch of 50, not 128
-        few_n = [*overrides, f"data.labels={n}", f"train.budget={length}", f"train.batch_size={batch}"]
+        few_n = [*overrides, f"data.labels={n}", f"train.budget={length or ft_budget}", f"train.batch_size={batch}"]
         name = f"curve/{n}-{'scratch' if from_scratch else 'mae'}"
         cfg = load_task_config(scratch_config, few_n) if from_scratch else mae_finetune_config(out / "mae", scratch_cfg, False, few_n)
-        r = train_run(cfg, out / name, progress)
-        ended()
-        return 100 * r["test_accuracy"]
+        return 100 * train_run(cfg, out / name, progress)["test_accuracy"]
 
-    known = {(False, labels): 100 * finetuned["test_accuracy"]} if labels in curve else {}
+    def pair_budget() -> str:  # each run of a point: half the point's share, or the fine-tune's budget
+        return format_duration(share.start() / 2) if share is not None else ft_budget
+
+    known = {(False, labels): (100 * finetuned["test_accuracy"], ft_budget)} if labels in curve else {}
     result = {
         "model": f"ViT {scratch_cfg.model.d_model} wide, {scratch_cfg.model.n_layers} layers, patch {scratch_cfg.model.patch_size}",
         "data": scratch_cfg.data.dir, "budget": budget, "pretrain_budget": pre_budget, "finetune_budget": ft_budget,
         "probe_budget": probe_budget, "labels": labels, "scratch": scratch, "mae": mae, "mae_finetune": finetuned, "linear_probe": probe,
     }
     if curve:
-        result["curve"] = label_curve(curve, point, "accuracy", known)
+        result["curve"] = label_curve(curve, point, "accuracy", pair_budget, ended, known)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "table.md").write_text(format_vision_table(result))
@@ -158,6 +158,6 @@ def format_vision_table(r: dict) -> str:
         lines.append(f"The supervised runs saw {r['labels']:,} labelled training images; MAE pretrained on all of "
                      "them, without labels.")
     if r.get("curve"):
-        lines += ["", f"Label curve (test accuracy; every run {r['finetune_budget']}, the fine-tune's budget; the same "
-                      "MAE encoder):", "", format_label_curve(r["curve"], "images").rstrip()]
+        lines += ["", "Label curve (test accuracy; the same MAE encoder; both runs of a point train for the same time, "
+                      "the fine-tune's at the table's own count):", "", format_label_curve(r["curve"], "images").rstrip()]
     return "\n".join(lines) + "\n"
