@@ -22,12 +22,7 @@ def plot_loss_curve(records: list[dict[str, Any]], path: Path, title: str = "") 
     ax.set_ylabel("loss")
     if train and min(v for _, v in train) > 0:
         ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return _save(fig, ax, title, path)
 
 
 def plot_label_curve(points: list[dict[str, float]], path: Path, metric: str, title: str = "") -> Path:
@@ -44,6 +39,11 @@ def plot_label_curve(points: list[dict[str, float]], path: Path, metric: str, ti
     ax.set_xticks(n, [str(v) for v in n])
     ax.set_xlabel("labelled training examples")
     ax.set_ylabel(metric)
+    return _save(fig, ax, title, path)
+
+
+def _save(fig: Any, ax: Any, title: str, path: Path) -> Path:
+    """Grid, legend and title, then the PNG."""
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title)
