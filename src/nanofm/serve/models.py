@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 
 from nanofm.api import Predictor, load
+from nanofm.engine.tracking import read_metrics
 from nanofm.families.bert.finetune import TextClassifier, TokenTagger, bio_entities
 from nanofm.families.bert.pretrain import FillMask
 from nanofm.families.seq2seq.translation import Translator
@@ -84,10 +85,9 @@ def describe(path: Path) -> dict[str, Any]:
         info["config"] = {k: v for k, v in cfg.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     elif (path / "unclip.yaml").is_file():
         info["config"] = yaml.safe_load((path / "unclip.yaml").read_text(encoding="utf-8")) or {}
-    if (path / "metrics.jsonl").is_file():
+    if (path / "metrics.jsonl").is_file():  # read as the trainer writes it (a torn last line skipped)
         scores: dict[str, float] = {}
-        for line in (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-            row = json.loads(line) if line.strip() else {}
+        for row in read_metrics(path / "metrics.jsonl", warn=lambda message: None):
             scores.update({k: v for k, v in row.items() if k.startswith(("eval/", "test/")) and isinstance(v, (int, float))})
         info["metrics"] = scores
     return info
