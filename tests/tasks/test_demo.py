@@ -128,6 +128,7 @@ def test_missing_data_is_prepared_as_the_commands_do(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_module, "prepare_corpus", lambda path, *a, **kw: calls.setdefault("corpus", (path, kw)))
     monkeypatch.setattr(demo_module, "prepare_beto_tasks", lambda path, *a, **kw: calls.setdefault("tasks", path))
     monkeypatch.setattr(demo_module, "unavailable", lambda name: None)  # every Debian package can be had
+    monkeypatch.setattr(demo_module, "MODULES", {})  # spaCy is installed by `make demo`, not by `make test`
     (tmp_path / "corpus-es").mkdir()
     (tmp_path / "corpus-es" / "train.txt").write_text("Hola.\n")
     prepare_data(Demo(budget="1m", data=tmp_path, only=("bert",)))
