@@ -267,3 +267,30 @@ def test_pre_norm_bert_is_wired_padding_invariant_and_not_exported():
         assert max_diff(h_pre[i, :n], pre.bert(tokens[i : i + 1, :n], segments[i : i + 1, :n])[0]) <= 1e-5
     with pytest.raises(ValueError, match="norm_first is true: Hugging Face's BERT has post-norm blocks only"):
         to_hf(pre)
+
+
+def test_alibi_bert_is_wired_padding_invariant_and_not_exported():
+    """model.position_bias=alibi (the demo's): the distance bias changes the encoder's output with the same
+    weights, padding still changes no real token, the classifier's fast inference equals its plain path, the
+    state dict is BERT's (no extra weight), and export to Hugging Face is refused. Catches: the flag never
+    reaching the attention, a bias that shifts with padding, a fast path that drops the bias."""
+    from nanofm.interop import to_hf
+
+    alibi_cfg = BertConfig(**{**CFG.__dict__, "position_bias": "alibi"})
+    alibi, plain = BertForSequenceClassification(alibi_cfg).eval(), BertForSequenceClassification(CFG).eval()
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    assert set(alibi.state_dict()) == set(plain.state_dict())
+    alibi.load_state_dict(plain.state_dict())
+    tokens, segments, real = _inputs()
+    with torch.no_grad():
+        h = alibi.bert(tokens, segments)
+        assert max_diff(h, plain.bert(tokens, segments)) > 0.05
+        for i, n in enumerate(real.sum(1).tolist()):
+            assert max_diff(h[i, :n], alibi.bert(tokens[i : i + 1, :n], segments[i : i + 1, :n])[0]) <= 1e-5
+        fast = alibi(tokens, segments).logits
+        alibi.fast_inference = False
+        assert max_diff(fast, alibi(tokens, segments).logits) <= 1e-5
+    with pytest.raises(ValueError, match="position_bias is 'alibi'"):
+        to_hf(BertForMaskedLM(alibi_cfg))

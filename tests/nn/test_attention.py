@@ -106,3 +106,25 @@ def test_bad_shapes_raise():
         MultiHeadAttention(30, 4)
     with pytest.raises(ValueError, match="context"):
         MultiHeadAttention(D, H, cross=True)(torch.randn(1, 2, D))
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_additive_bias_equals_softmax_of_biased_scores(need_weights):
+    """A float attn_mask is added to the scores (ALiBi's distance bias), padding and causality still apply, and
+    a query left without keys gets zeros. Catches: a float mask read as bool (any non-zero allowed), a bias
+    dropped by the padding or causal combination, or added after the softmax."""
+    q, k, v = torch.randn(2, H, T, 8), torch.randn(2, H, T, 8), torch.randn(2, H, T, 8)
+    bias = torch.randn(H, T, T)
+    pad = padding_mask_from_lengths(torch.tensor([T, 3]), T)  # (B, T) True at padding keys
+    allowed = ~pad[:, None, None, :] & causal_mask(T, T)  # (B, 1, T, T)
+    scores = (q @ k.transpose(-2, -1)) / 8 ** 0.5 + bias
+    expected = torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1) @ v
+    mha = MultiHeadAttention(D, H)
+    got, _ = mha._attend(q, k, v, bias, pad, True, need_weights)  # (B, T, D): heads merged
+    assert max_diff(got, expected.transpose(1, 2).reshape(2, T, H * 8)) <= 1e-5
+    unbiased, _ = mha._attend(q, k, v, None, pad, True, need_weights)
+    assert max_diff(got, unbiased) > 1e-2  # the bias changed something
+    blocked = bias.clone()
+    blocked[:, 2] = float("-inf")  # query 2 may attend no key
+    out, w = scaled_dot_product_attention(q, k, v, blocked, need_weights=need_weights)
+    assert (out[:, :, 2] == 0).all() and not out.isnan().any()

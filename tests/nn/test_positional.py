@@ -69,3 +69,17 @@ def test_feed_forward_and_activations():
     assert ff(torch.randn(2, 3, 8)).shape == (2, 3, 8)
     with pytest.raises(ValueError, match="unknown activation 'swish'"):
         activation("swish")
+
+
+def test_alibi_slopes_and_distance_bias():
+    """ALiBi's slopes as the paper lists them (8 heads: 1/2 ... 1/256; 12 heads: the 8-head ones, then every other
+    of the 16-head ones), one steep head below 8 heads; the bias is -slope * |i - j|. Catches: an off-by-one
+    exponent, the 12-head interleave taken from the wrong sequence, a one-sided (causal) distance."""
+    from nanofm.core.positional import alibi_slopes, distance_bias
+
+    assert alibi_slopes(8).tolist() == [2.0 ** -i for i in range(1, 9)]
+    assert alibi_slopes(12).tolist() == pytest.approx([2.0 ** -i for i in range(1, 9)] + [2.0 ** -(j + 0.5) for j in range(4)])
+    assert alibi_slopes(2).tolist() == [0.5, 2.0 ** -5]
+    bias = distance_bias(torch.tensor([0.5, 0.25]), 3)
+    assert bias[0].tolist() == [[0.0, -0.5, -1.0], [-0.5, 0.0, -0.5], [-1.0, -0.5, 0.0]]
+    assert bias[1, 2, 0] == -0.5 and bias.shape == (2, 3, 3)

@@ -92,6 +92,25 @@ def add(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed of the colours and pairs (default 0)")
     q.add_argument("--limit", type=int, help="only the first N images of each Fashion-MNIST split (quick tries)")
     q.set_defaults(func=cmd_data_scenes)
+    q = data_sub.add_parser(
+        "tokenize",
+        help="tokenize a corpus of any size once into memory-mapped shards for pretraining (data.shards)",
+        description="Stream the documents of text files (documents separated by a blank line), JSON Lines, "
+        "Parquet or Arrow files (a Hugging Face `datasets` folder; Parquet and Arrow need pyarrow) through the "
+        "tokenizer's batch API on all cores, and write OUT/train (and OUT/valid with --valid): token ids, word "
+        "and document starts, in shards of a fixed number of tokens, with manifest.json (sizes, SHA-256, the "
+        "tokenizer's hash). An interrupted run resumes at its last whole shard when run again.",
+    )
+    q.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders (searched recursively) of training text")
+    q.add_argument("--valid", nargs="+", metavar="INPUT", help="held-out files or folders (written to OUT/valid)")
+    q.add_argument("--tokenizer", required=True, help="tokenizer.json (for example data/corpus-es/tokenizer.json)")
+    q.add_argument("--out", required=True, help="output folder; pretrain with --set data.shards=OUT")
+    from nanofm.data.shards import DEFAULT_SHARD_TOKENS
+
+    q.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS,
+                   help=f"tokens per shard (default {DEFAULT_SHARD_TOKENS:,})")
+    q.add_argument("--text-field", default="text", help="the text's field in JSON Lines, Parquet and Arrow (default text)")
+    q.set_defaults(func=cmd_data_tokenize)
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> None:
@@ -151,3 +170,20 @@ def cmd_data_scenes(args: argparse.Namespace) -> None:
     print(f"held out of train/val/test: {held}")
     print(f"wrote {args.out} (32x32 RGB scenes, captions in Spanish and English, tokenizer.json, meta.json) "
           f"in {time.perf_counter() - start:.1f}s")
+
+
+def cmd_data_tokenize(args: argparse.Namespace) -> None:
+    import time
+
+    from nanofm.data.shards import tokenize_to_shards
+
+    for split, inputs in (("train", args.inputs), ("valid", args.valid)):
+        if not inputs:
+            continue
+        start = time.perf_counter()
+        m = tokenize_to_shards(inputs, args.tokenizer, Path(args.out) / split, shard_tokens=args.shard_tokens,
+                               text_field=args.text_field)
+        mb = sum(i["bytes"] for i in m["inputs"]) / 1e6
+        seconds = time.perf_counter() - start
+        print(f"{split}: {m['documents']:,} documents, {m['tokens']:,} tokens ({m['dtype']}) in {len(m['shards'])} "
+              f"shards -> {Path(args.out) / split} ({mb:.1f} MB of input in {seconds:.1f} s)")

@@ -4,6 +4,7 @@ Legend: B batch, H heads, T / Tq query length, Tk key length, D model width, hd 
 (Inference shortcuts, [CLS]-only queries and skipped padding, are core/fast.py's.)
 Mask convention everywhere in nanofm.core:
   attn_mask     bool, broadcastable to (B, H, Tq, Tk), True where a query MAY attend a key (as in SDPA);
+                or float, added to the scores (a position bias such as ALiBi's; -inf where a query may not attend);
   padding_mask  bool (B, Tk), True at PADDING keys (as in torch.nn.MultiheadAttention's key_padding_mask).
 """
 
@@ -39,6 +40,13 @@ def document_positions(doc_ids: Tensor) -> Tensor:
     return t - start
 
 
+def restrict(mask: Tensor | None, allowed: Tensor) -> Tensor:
+    """A mask (bool or additive float, or None) narrowed to the `allowed` (bool) query-key pairs."""
+    if mask is None:
+        return allowed
+    return mask & allowed if mask.dtype == torch.bool else mask.masked_fill(~allowed, float("-inf"))
+
+
 def scaled_dot_product_attention(
     q: Tensor,
     k: Tensor,
@@ -56,17 +64,22 @@ def scaled_dot_product_attention(
     """
     if is_causal:
         causal = causal_mask(q.size(-2), k.size(-2), q.device)
-        attn_mask = causal if attn_mask is None else attn_mask & causal
+        attn_mask = restrict(attn_mask, causal)
+    additive = attn_mask is not None and attn_mask.dtype != torch.bool
+    if additive:
+        attn_mask = attn_mask.to(q.dtype)  # SDPA wants the queries' dtype (bf16 under autocast)
     if not need_weights:
         if attn_mask is None:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p), None
-        empty = ~attn_mask.any(-1, keepdim=True)  # queries with no key to attend
+        allowed = attn_mask > float("-inf") if additive else attn_mask
+        empty = ~allowed.any(-1, keepdim=True)  # queries with no key to attend
         # let empty rows attend everything (no NaN), then zero their output
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask | empty, dropout_p=dropout_p)
+        mask = attn_mask.masked_fill(empty, 0.0) if additive else attn_mask | empty
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         return out.masked_fill(empty, 0.0), None
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))  # (B, H, Tq, Tk)
     if attn_mask is not None:
-        scores = scores.masked_fill(~attn_mask, float("-inf"))
+        scores = scores + attn_mask if additive else scores.masked_fill(~attn_mask, float("-inf"))
     weights = torch.softmax(scores.float(), dim=-1).nan_to_num(0.0).to(q.dtype)  # all-masked rows -> 0
     dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
     return dropped @ v, weights
@@ -161,12 +174,10 @@ class MultiHeadAttention(nn.Module):
                 is_causal: bool, need_weights: bool) -> tuple[Tensor, Tensor | None]:
         """q (B, H, Tq, Dh), k and v (B, H, Tk, Dh) -> the heads' outputs merged (B, Tq, D), and the weights."""
         if padding_mask is not None:
-            keep = ~padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
-            mask = keep if mask is None else mask & keep
+            mask = restrict(mask, ~padding_mask[:, None, None, :])  # keys (B, 1, 1, Tk)
         causal_fast = is_causal and mask is None and q.size(-2) == k.size(-2) and not need_weights
         if is_causal and not causal_fast and q.size(-2) > 1:
-            causal = causal_mask(q.size(-2), k.size(-2), q.device)
-            mask = causal if mask is None else mask & causal
+            mask = restrict(mask, causal_mask(q.size(-2), k.size(-2), q.device))
         p = self.dropout if self.training else 0.0
         if causal_fast:
             out, weights = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p), None

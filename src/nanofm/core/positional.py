@@ -1,5 +1,5 @@
-"""Positional encodings: sinusoidal (Vaswani et al. 2017), learned absolute, 2-D sin-cos for image
-patches (MAE), and the sinusoidal timestep embedding of diffusion models.
+"""Positional encodings: sinusoidal (Vaswani et al. 2017), learned absolute, ALiBi's distance bias on the
+attention scores, 2-D sin-cos for image patches (MAE), and the sinusoidal timestep embedding of diffusion models.
 
 Legend: B batch, T sequence length, D model width.
 """
@@ -22,6 +22,30 @@ def sinusoidal_table(n_positions: int, dim: int, base: float = 10000.0) -> Tenso
     table[:, 0::2] = torch.sin(pos * inv_freq)
     table[:, 1::2] = torch.cos(pos * inv_freq)
     return table.float()
+
+
+def alibi_slopes(n_heads: int) -> Tensor:
+    """(H,) ALiBi's head slopes (Press et al. 2022): the geometric sequence 2^(-8/H), 2^(-16/H), ..., 2^-8; for
+    H not a power of 2, those of the power of 2 below it, then every other slope of the one above. Under 8
+    heads, every (8/H)-th slope of the 8-head sequence 1/2 ... 1/256 instead, so that one head stays steep
+    (ALiBi's own two slopes, 1/16 and 1/256, left a 2-head BERT on its plateau: docs/bert.md)."""
+    def geometric(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
+
+    if n_heads < 8:
+        return torch.tensor([geometric(8)[i * 8 // n_heads] for i in range(n_heads)])
+    low = 2 ** math.floor(math.log2(n_heads))
+    return torch.tensor(geometric(low) + geometric(2 * low)[0::2][: n_heads - low])
+
+
+def distance_bias(slopes: Tensor, t_q: int, t_k: int | None = None) -> Tensor:
+    """(H, Tq, Tk) additive attention bias -slope_h * |i - j| (ALiBi, made symmetric for an encoder as in
+    MosaicBERT): each head prefers nearby tokens, the steeper its slope the nearer."""
+    t_k = t_q if t_k is None else t_k
+    pos_q = torch.arange(t_q, device=slopes.device)
+    pos_k = torch.arange(t_k, device=slopes.device)
+    distance = (pos_q[:, None] - pos_k[None, :]).abs()  # (Tq, Tk)
+    return -slopes[:, None, None] * distance
 
 
 class SinusoidalPositionalEncoding(nn.Module):

@@ -39,10 +39,12 @@ _SEQ = ["data.bleu_sentences=0", "data.valid_sentences=200", "train.eval_every=0
         "data.vocab_size=4000"]
 # BERT pretrains a 128-wide, 2-layer bert-mini (2 heads of 64) at batch 16: after 3 minutes, held-out masked
 # accuracy 16.1% against 15.5% at batch 32, 14.3% with 4 layers and 9.7% for the config's 256-wide, 4-layer
-# model at batch 64 (bench/results/demo-curves-mlm-20261207.txt).
+# model at batch 64 (bench/results/demo-curves-mlm-20261207.txt). Its attention has ALiBi's distance bias
+# (model.position_bias): past BERT's plateau near 15% in about a minute instead of staying on it
+# (bench/results/demo-curves-mlm-alibi-20261207.txt).
 DEMO = {"translate-rnn": _SEQ, "translate-transformer": [*_SEQ, "model.d_model=128", "model.d_ff=512"],
         "mlm": ["train.precision=bf16", "train.warmup_steps=100", "model.d_model=128", "model.d_ff=512",
-                "model.n_heads=2", "model.n_layers=2", "train.batch_size=16"],
+                "model.n_heads=2", "model.n_layers=2", "train.batch_size=16", "model.position_bias=alibi"],
         "vit": ["train.warmup_steps=50"],
         "decoder": ["train.batch_size=32"]}
 # The diffusion decoder trains at batch 32, twice the steps of the config's 64 in the same time: after 4 minutes

@@ -110,6 +110,9 @@ def config_to_hf(model: nn.Module, labels: list[str] | None = None) -> dict[str,
     if cfg.norm_first:
         raise DataError("model.norm_first is true: Hugging Face's BERT has post-norm blocks only, so a pre-norm "
                         "nanofm BERT cannot be exported to it")
+    if cfg.position_bias != "none":
+        raise DataError(f"model.position_bias is {cfg.position_bias!r}: Hugging Face's BERT has learned positions "
+                        "only, so this nanofm BERT cannot be exported to it")
     arch = type(model).__name__
     out = {
         "architectures": [arch], "model_type": "bert", "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,

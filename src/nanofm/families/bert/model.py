@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from nanofm.config import ConfigError
 from nanofm.core import Encoder, LearnedPositionalEmbedding, fast
+from nanofm.core.positional import alibi_slopes, distance_bias
 from nanofm.core.output import IGNORE_INDEX, ModelOutput
 from nanofm.errors import DataError
 from nanofm.families.bert.heads import ClassificationHead, MLMHead, Pooler
@@ -46,6 +47,12 @@ class BertConfig:
     init_std: float = 0.02  # std of the normal init of every weight matrix, embedding and position
     pad_id: int = 0  # [PAD] token id: positions holding it are left out of attention by default
     n_labels: int = 2  # classes of the sequence / token classification heads (fine-tuning only)
+    position_bias: Literal["none", "alibi"] = "none"  # alibi: every head's attention scores also fall with
+    # the distance between tokens (ALiBi made symmetric, as MosaicBERT), beside the learned positions. Nearby
+    # words are what masked words are first guessed from, and learning to look at them from learned positions
+    # alone is BERT's plateau: see docs/bert.md. "none" is BERT's, the only one Hugging Face's BERT has.
+    alibi_slopes: list[float] | None = None  # one per head, the steeper the more local; None: the defaults of
+    # core.positional.alibi_slopes (2 heads: 1/2 and 1/32)
     norm_first: bool = False  # pre-norm blocks and a final LayerNorm (Cramming's choice: trains stably at
     # learning rates where BERT's post-norm collapses); False is BERT's, the only layout Hugging Face's BERT has
 
@@ -56,6 +63,8 @@ class BertConfig:
         if not all(0.0 <= p < 1.0 for p in drops):
             raise ConfigError("dropout, attn_dropout and classifier_dropout must be in [0, 1)",
                               ("dropout", "attn_dropout", "classifier_dropout"))
+        if self.alibi_slopes is not None and len(self.alibi_slopes) != self.n_heads:
+            raise ConfigError(f"alibi_slopes has {len(self.alibi_slopes)} slopes for {self.n_heads} heads", ("alibi_slopes",))
         if self.n_labels < 1:
             raise ConfigError(f"n_labels must be at least 1, got {self.n_labels}", ("n_labels",))
 
@@ -77,6 +86,10 @@ class BertModel(nn.Module):
             dropout=cfg.dropout, attn_dropout=cfg.attn_dropout, act=cfg.act, norm_first=cfg.norm_first, norm_eps=cfg.norm_eps,
         )  # fmt: skip
         self.pooler = Pooler(d) if pooler else None
+        alibi = torch.empty(0)
+        if cfg.position_bias == "alibi":
+            alibi = torch.tensor(cfg.alibi_slopes) if cfg.alibi_slopes else alibi_slopes(cfg.n_heads)
+        self.register_buffer("slopes", alibi, persistent=False)  # (H,); empty without a distance bias
 
     def forward(
         self,
@@ -95,6 +108,9 @@ class BertModel(nn.Module):
         x = self.drop(self.embed_norm(self.pos_embed(self.tok_embed(tokens) + seg)))  # (B, T, D)
         # full rows (packed pretraining blocks) take SDPA's unmasked fast path
         padding_mask = padding_mask if padding_mask.any() else None
+        if self.slopes.numel():  # the fast paths have no position bias: the plain path, then the rows asked for
+            h = self.encoder(x, attn_mask=distance_bias(self.slopes, x.size(1)), padding_mask=padding_mask)
+            return h if query_positions is None else h[:, query_positions]
         if query_positions is None and not skip_padding:
             return self.encoder(x, padding_mask=padding_mask)
         return fast.encode(self.encoder, x, padding_mask, query_positions=query_positions, skip_padding=skip_padding)

@@ -2,7 +2,9 @@
 packed into blocks of max_len tokens, dynamic whole-word masking, the MLM head scored at masked positions.
 
 Data: a folder with train.txt and valid.txt (documents separated by a blank line) and tokenizer.json, as
-written by `nanofm data prepare corpus --lang es`, or brought by the user (then set data.tokenizer).
+written by `nanofm data prepare corpus --lang es`, or brought by the user (then set data.tokenizer), tokenized
+and packed in memory at every start; or, for a corpus of any size, the memory-mapped shards of `nanofm data
+tokenize` (data.shards: its train/ and valid/ folders, tokenized once; see data/shards.py).
 Metrics on held-out blocks, masked once with a fixed seed: masked-token accuracy and perplexity, beside
 the frequency baseline (always guessing the commonest training token).
 """
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import math
 import sys
-from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,7 +26,9 @@ from nanofm.config import require, require_fits
 from nanofm.core.output import IGNORE_INDEX
 from nanofm.data.collate import pad_sequences
 from nanofm.data.corpus import read_corpus
+from nanofm.data.shards import ShardBlocks, sha256_file
 from nanofm.engine import TrainConfig
+from nanofm.engine.checkpoint import load_model_weights, pick_checkpoint
 from nanofm.engine.task import TaskParts
 from nanofm.errors import DataError
 from nanofm.families.bert.masking import MaskingConfig, MLMCollator, pack_documents
@@ -41,6 +46,9 @@ class CorpusDataConfig:
     max_len: int = 128  # tokens per packed block, [CLS] and [SEP] included
     eval_blocks: int = 400  # held-out blocks scored at each evaluation (0: all)
     eval_seed: int = 1234  # the held-out blocks are masked once, with this seed
+    shards: str | None = None  # folder of `nanofm data tokenize` (train/, valid/): read memory-mapped instead of
+    # train.txt and valid.txt (without valid/, dir's valid.txt); the tokenizer is theirs unless data.tokenizer is set
+    verify_shards: bool = True  # check every shard's SHA-256 against the manifest at the start
 
 
 @dataclass
@@ -49,6 +57,8 @@ class MLMTaskConfig:
     model: BertConfig = field(default_factory=lambda: get_config("bert-mini"))  # vocab_size: set from the tokenizer
     data: CorpusDataConfig = field(default_factory=CorpusDataConfig)  # corpus and tokenizer
     masking: MaskingConfig = field(default_factory=MaskingConfig)  # 15% of words; 80% [MASK], 10% random, 10% kept
+    init: str | None = None  # start from a pretraining run's weights (its best checkpoint) or a model.safetensors:
+    # BERT's second phase, the same model on longer blocks; None: random weights
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(steps=3000, batch_size=32, lr=1e-3, warmup_steps=300, eval_every=500,
                                             save_every=500, best_metric="eval/accuracy", best_mode="max", log_every=20)
@@ -61,7 +71,9 @@ class MLMTaskConfig:
 
 
 def tokenizer_path(data: CorpusDataConfig) -> Path:
-    return Path(data.tokenizer) if data.tokenizer else Path(data.dir) / "tokenizer.json"
+    if data.tokenizer:
+        return Path(data.tokenizer)
+    return Path(data.shards) / "train" / "tokenizer.json" if data.shards else Path(data.dir) / "tokenizer.json"
 
 
 def load_blocks(path: Path, tok: WordPieceTokenizer, max_len: int) -> list[dict[str, Tensor]]:
@@ -117,10 +129,38 @@ def mlm_metrics(model: BertForMaskedLM, data: list[dict[str, Tensor]], collate: 
     return metrics
 
 
+def load_splits(data: CorpusDataConfig, tok: WordPieceTokenizer, tok_file: Path) -> tuple[Sequence, list]:
+    """(training blocks, held-out blocks): from shards (training blocks read on demand) or the text files."""
+    root = Path(data.dir)
+    if data.shards:
+        shards, digest = Path(data.shards), sha256_file(tok_file)
+        read = lambda split: ShardBlocks(shards / split, data.max_len, tok.cls_id, tok.sep_id, data.verify_shards, digest)  # noqa: E731
+        train = read("train")
+        if (shards / "valid").is_dir():
+            valid = read("valid")
+            return train, [valid[i] for i in range(min(len(valid), data.eval_blocks or len(valid)))]
+        if not (root / "valid.txt").is_file():
+            raise FileNotFoundError(f"{shards / 'valid'}: no held-out shards and no {root / 'valid.txt'}; tokenize "
+                                    "one with `nanofm data tokenize ... --valid FILE` or set data.dir")
+        return train, load_blocks(root / "valid.txt", tok, data.max_len)[: data.eval_blocks or None]
+    train = load_blocks(root / "train.txt", tok, data.max_len)
+    return train, load_blocks(root / "valid.txt", tok, data.max_len)[: data.eval_blocks or None]
+
+
+def commonest_token(train: Sequence, tok: WordPieceTokenizer) -> int:
+    """The commonest non-special token of the training data (the frequency baseline)."""
+    if isinstance(train, ShardBlocks):
+        counts = train.token_counts(tok.vocab_size)
+    else:
+        counts = np.bincount(torch.cat([b["tokens"] for b in train]).numpy(), minlength=tok.vocab_size)
+    counts[sorted(tok.special_ids)] = -1
+    return int(counts.argmax())
+
+
 def build(cfg: MLMTaskConfig) -> TaskParts:
     root = Path(cfg.data.dir)
     missing = [n for n in ("train.txt", "valid.txt") if not (root / n).is_file()]
-    if missing:
+    if missing and not cfg.data.shards:
         raise FileNotFoundError(f"{root}: missing {', '.join(missing)}; run `nanofm data prepare corpus --lang es "
                                 f"--out {root}` or set data.dir to a folder of your own train.txt and valid.txt")
     tok_file = tokenizer_path(cfg.data)
@@ -131,17 +171,17 @@ def build(cfg: MLMTaskConfig) -> TaskParts:
     cfg.model = replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id)
     torch.manual_seed(cfg.train.seed)
     model = BertForMaskedLM(cfg.model)
-    train = load_blocks(root / "train.txt", tok, cfg.data.max_len)
-    valid = load_blocks(root / "valid.txt", tok, cfg.data.max_len)
-    if cfg.data.eval_blocks:
-        valid = valid[: cfg.data.eval_blocks]
+    if cfg.init:
+        path = Path(cfg.init)
+        load_model_weights(model, path if path.suffix == ".safetensors" else pick_checkpoint(path, "best") / "model.safetensors")
+    train, valid = load_splits(cfg.data, tok, tok_file)
     special = sorted(tok.special_ids)
     make = lambda seed: MLMCollator(tok.vocab_size, tok.mask_id, tok.pad_id, special, cfg.masking, seed)  # noqa: E731
     collate = MLMCollate(make(None))
     valid = mask_once(valid, make(cfg.data.eval_seed))
-    counts = Counter(t for b in train for t in b["tokens"].tolist() if t not in tok.special_ids)
-    commonest = counts.most_common(1)[0][0]
-    n_tokens = sum(len(b["tokens"]) for b in train)
+    commonest = commonest_token(train, tok)
+    n_tokens = train.n_tokens if isinstance(train, ShardBlocks) else sum(len(b["tokens"]) for b in train)
+    source = f"shards {cfg.data.shards}" if cfg.data.shards else root.name
 
     def compute_metrics(model, data) -> dict[str, float]:
         return mlm_metrics(model, data, collate, baseline_id=commonest)
@@ -154,7 +194,7 @@ def build(cfg: MLMTaskConfig) -> TaskParts:
     return TaskParts(
         model=model, train_data=train, eval_data=valid, collate=collate, compute_metrics=compute_metrics,
         report=report,
-        describe=(f"masked-language-model pretraining ({root.name}): {len(train)} blocks of <= {cfg.data.max_len} "
+        describe=(f"masked-language-model pretraining ({source}): {len(train)} blocks of <= {cfg.data.max_len} "
                   f"tokens ({n_tokens:,} tokens), {len(valid)} held-out blocks; WordPiece vocabulary {tok.vocab_size}"),
         files={"tokenizer.json": tok_file},
         tokenizer=tok,
