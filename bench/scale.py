@@ -41,14 +41,14 @@ def make_text(mb: int) -> Path:
     path = WORK / f"text-{mb}mb.txt"
     if path.exists():
         return path
-    docs = (CORPUS / "train.txt").read_text().split("\n\n")
+    docs = [d.strip() for d in (CORPUS / "train.txt").read_text().split("\n\n") if d.strip()]
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as f:
         written, k = 0, 0
         while written < mb * 1_000_000:
-            chunk = "\n\n".join(f"copia {k}.\n{d.strip()}" for d in docs if d.strip()) + "\n\n"
-            f.write(chunk)
-            written += len(chunk.encode())
+            doc = f"copia {k // len(docs)}.\n{docs[k % len(docs)]}\n\n"
+            f.write(doc)
+            written += len(doc.encode())
             k += 1
     tmp.rename(path)
     return path

@@ -22,6 +22,8 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from nanofm.text.wordpiece import WordPieceTokenizer
 
 FORMAT = "nanofm-shards/1"
 WORD_START, DOC_START = 1, 2
+BATCH_CHARS = 4_000_000  # characters of text encoded in one call (and held as encodings at once), at most
 DEFAULT_SHARD_TOKENS = 1 << 24  # 16,777,216 tokens: 32 MB of uint16 ids a shard
 TEXT_SUFFIXES = (".txt", ".text", "")  # documents separated by a blank line, one paragraph per line
 JSON_SUFFIXES = (".jsonl", ".json")  # JSON Lines, one document per line (its `text_field`)
@@ -160,44 +163,58 @@ def _write_json(path: Path, obj: Any) -> None:
     _write_atomic(path, (json.dumps(obj, indent=1) + "\n").encode())
 
 
-def _doc_arrays(encoding, sep_id: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """One document's tokens + [SEP] and their flags."""
-    ids = np.asarray([*encoding.ids, sep_id], dtype=dtype)
-    words = np.asarray([-1 if w is None else w for w in encoding.word_ids], dtype=np.int64)
-    flags = np.zeros(len(ids), dtype=np.uint8)
-    flags[:-1][np.r_[True, words[1:] != words[:-1]] & (words >= 0)] = WORD_START
-    flags[0] |= DOC_START
-    return ids, flags
+def _batch_arrays(encodings: list, sep_id: int, dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Documents' encodings (none empty) -> their tokens, each document followed by [SEP] (ids), their flags,
+    and where each document starts in them (starts); vectorised over the batch."""
+    lengths = np.array([len(e) for e in encodings]) + 1  # with the [SEP]
+    starts = np.r_[0, np.cumsum(lengths)[:-1]]
+    total = int(lengths.sum())
+    ids = np.full(total, sep_id, dtype=dtype)
+    words = np.full(total, np.nan)
+    real = np.ones(total, dtype=bool)
+    real[starts + lengths - 1] = False  # the [SEP]s
+    ids[real] = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=total - len(encodings))
+    words[real] = np.array(list(chain.from_iterable(e.word_ids for e in encodings)), dtype=float)  # None: NaN
+    flags = np.zeros(total, dtype=np.uint8)
+    new_word = np.r_[True, words[1:] != words[:-1]] & ~np.isnan(words)  # NaN != NaN: masked by the second term
+    new_word[starts] = ~np.isnan(words[starts])
+    flags[new_word] = WORD_START
+    flags[starts] |= DOC_START
+    return ids, flags, starts
 
 
 class _Stream:
-    """Tokens waiting for their shard, and where the next shard starts: (document, offset in its tokens)."""
+    """Tokens waiting for their shard, in parts (one a batch of documents), and where the next shard starts:
+    (document, offset in its tokens). A part is (ids, flags, doc_starts: where each of its documents starts in
+    it, docs: their indices, first_offset: the offset of the part's first token inside docs[0])."""
 
     def __init__(self):
-        self.parts: list[tuple[np.ndarray, np.ndarray, int, int]] = []  # ids, flags, document, offset of ids[0]
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
         self.size = 0
 
-    def add(self, ids: np.ndarray, flags: np.ndarray, doc: int, offset: int = 0) -> None:
+    def add(self, ids: np.ndarray, flags: np.ndarray, doc_starts: np.ndarray, docs: np.ndarray, first_offset: int = 0) -> None:
         if len(ids):
-            self.parts.append((ids, flags, doc, offset))
+            self.parts.append((ids, flags, doc_starts, docs, first_offset))
             self.size += len(ids)
 
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int] | None]:
         """The first n tokens (and flags), and where the rest starts (None: nothing left)."""
         ids, flags, left = [], [], n
         while left and self.parts:
-            i, f, doc, off = self.parts.pop(0)
+            i, f, starts, docs, first = self.parts.pop(0)
             ids.append(i[:left]), flags.append(f[:left])
             if len(i) > left:
-                self.parts.insert(0, (i[left:], f[left:], doc, off + left))
+                k = int(np.searchsorted(starts, left, side="right")) - 1
+                offset = left - int(starts[k]) + (first if k == 0 else 0)
+                self.parts.insert(0, (i[left:], f[left:], np.r_[0, starts[k + 1 :] - left], docs[k:], offset))
             left -= min(left, len(i))
         self.size -= n - left
-        rest = (self.parts[0][2], self.parts[0][3]) if self.parts else None
+        rest = (int(self.parts[0][3][0]), self.parts[0][4]) if self.parts else None
         return np.concatenate(ids), np.concatenate(flags), rest
 
 
 def tokenize_to_shards(inputs: Iterable[str | Path], tokenizer: str | Path, out: str | Path, *,
-                       shard_tokens: int = DEFAULT_SHARD_TOKENS, text_field: str = "text", batch_docs: int = 1024,
+                       shard_tokens: int = DEFAULT_SHARD_TOKENS, text_field: str = "text", batch_docs: int = 4096,
                        log=print) -> dict:
     """Tokenize every document of `inputs` into shards under `out` (see the module's docstring); resume an
     interrupted run of the same settings. Returns the manifest."""
@@ -246,25 +263,38 @@ def tokenize_to_shards(inputs: Iterable[str | Path], tokenizer: str | Path, out:
                                             "next": rest if rest is not None else (next_doc, 0)})
             log(f"{out}: shard {len(shards) - 1} written ({documents:,} documents so far)")
 
-    def tokenize(batch: list[tuple[int, str]]) -> None:
-        for (i, _), enc in zip(batch, tok.hf.encode_batch([text for _, text in batch], add_special_tokens=False)):
-            if not enc.ids:
-                continue  # nothing the tokenizer keeps: no document
-            ids, flags = _doc_arrays(enc, tok.sep_id, dtype)
-            skip = start[1] if i == start[0] else 0
-            stream.add(ids[skip:], flags[skip:], i, skip)
+    def tokenize(batch: list[tuple[int, str]], encodings: list) -> None:
+        kept = [(i, e) for (i, _), e in zip(batch, encodings) if len(e)]  # a document of no token: none
+        if kept:
+            ids, flags, starts = _batch_arrays([e for _, e in kept], tok.sep_id, dtype)
+            docs = np.array([i for i, _ in kept])
+            skip = start[1] if docs[0] == start[0] else 0  # the document a resumed run is in the middle of
+            stream.add(ids[skip:], flags[skip:], np.r_[0, starts[1:] - skip], docs, skip)
         if batch:
             flush(final=False, next_doc=batch[-1][0] + 1)
 
-    batch: list[tuple[int, str]] = []
-    for doc_index, text in enumerate(iter_documents(files, text_field)):
-        if doc_index < start[0]:
-            continue  # in a shard written before the interruption
-        batch.append((doc_index, text))
-        if len(batch) == batch_docs:
-            tokenize(batch)
-            batch = []
-    tokenize(batch)
+    def batches() -> Iterator[list[tuple[int, str]]]:  # at most batch_docs documents or BATCH_CHARS characters
+        batch, chars = [], 0
+        for doc_index, text in enumerate(iter_documents(files, text_field)):
+            if doc_index < start[0]:
+                continue  # in a shard written before the interruption
+            batch.append((doc_index, text))
+            chars += len(text)
+            if len(batch) == batch_docs or chars >= BATCH_CHARS:
+                yield batch
+                batch, chars = [], 0
+        yield batch
+
+    # the tokenizers library encodes a batch on all cores, without the GIL: the next batch is read and encoded
+    # in a thread while this one is turned into arrays and written
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for batch in batches():
+            encoding = pool.submit(tok.hf.encode_batch, [text for _, text in batch], add_special_tokens=False)
+            if pending is not None:
+                tokenize(pending[0], pending[1].result())
+            pending = (batch, encoding)
+        tokenize(pending[0], pending[1].result())
     flush(final=True, next_doc=0)
     if not shards:
         raise DataError(f"no text in {', '.join(map(str, files))}")

@@ -40,6 +40,8 @@ TMP_PREFIX = ".tmp-"
 NAME_RE = re.compile(re.escape(PREFIX) + r"(\d+)(?:\.micro-(\d+))?")
 # the files save_checkpoint always writes (accum.safetensors only inside an accumulation window)
 REQUIRED = ("model.safetensors", "optimizer.safetensors", "optimizer.json", "trainer_state.json", "config.yaml")
+SHARDED = ".metadata"  # torch.distributed.checkpoint's index: a sharded (FSDP) checkpoint, engine/fsdp.py
+REQUIRED_SHARDED = ("model.safetensors", SHARDED, "trainer_state.json", "config.yaml")
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -107,7 +109,6 @@ def save_checkpoint(
     """Write checkpoint `root/name` atomically and return its path. A failed write (a full disk) removes
     the partial folder and raises CheckpointError; the checkpoints already there are untouched."""
     root.mkdir(parents=True, exist_ok=True)
-    final = root / name
     tmp = root / f"{TMP_PREFIX}{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -117,6 +118,27 @@ def save_checkpoint(
     except (OSError, SafetensorError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise _write_error(root, f"checkpoint {name}", e) from None
+    return _commit(root, name, tmp)
+
+
+def finish_sharded_checkpoint(root: Path, name: str, tmp: Path, model_tensors: dict[str, Tensor],
+                              state: dict[str, Any], config_yaml: str) -> Path:
+    """Complete a sharded checkpoint whose shards every process wrote into `tmp` (torch.distributed.checkpoint):
+    the whole model, the run state, the config and the manifest (listing the shards too), then put it in place."""
+    try:
+        _write_tensors(tmp / "model.safetensors", model_tensors)
+        _write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
+        _write_text(tmp / "config.yaml", config_yaml)
+        _write_manifest(tmp)
+    except (OSError, SafetensorError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_error(root, f"checkpoint {name}", e) from None
+    return _commit(root, name, tmp)
+
+
+def _commit(root: Path, name: str, tmp: Path) -> Path:
+    """Rename the complete `tmp` folder to root/name (replacing an older one of the same name only once it is in place)."""
+    final = root / name
     old = None
     if final.exists():  # the same step saved again: keep the old one until the new one is in place
         old = root / f"{TMP_PREFIX}old-{name}-{os.getpid()}"
@@ -139,6 +161,10 @@ def _write_files(tmp: Path, model: nn.Module, optimizer: torch.optim.Optimizer, 
         _write_tensors(tmp / "accum.safetensors", accum_grads)
     _write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
     _write_text(tmp / "config.yaml", config_yaml)
+    _write_manifest(tmp)
+
+
+def _write_manifest(tmp: Path) -> None:
     files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
     _write_text(tmp / MANIFEST, json.dumps({"files": files}, indent=1))
     _fsync_dir(tmp)
@@ -151,10 +177,10 @@ def _write_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
     _fsync_file(path)
 
 
-def _model_tensors(model: nn.Module) -> dict[str, Tensor]:
-    """The state dict with each shared tensor (tied weights) once, under the first of its names in sorted
-    order; load_model_weights fills in the others."""
-    sd = model.state_dict()
+def _model_tensors(model: nn.Module, sd: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """The state dict (or `sd`, the whole one of a sharded model) with each shared tensor (tied weights) once,
+    under the first of its names in sorted order; load_model_weights fills in the others."""
+    sd = dict(model.state_dict() if sd is None else sd)
     for names in tied_groups(model):
         for alias in sorted(names)[1:]:
             del sd[alias]
@@ -244,10 +270,14 @@ def _read_manifest(ckpt: Path) -> dict[str, dict[str, Any]]:
             raise CheckpointError(f"{path}: refused file name {name!r} (not a file of the checkpoint folder)")
         if not (isinstance(info, dict) and type(info.get("size")) is int and isinstance(info.get("sha256"), str)):
             raise CheckpointError(f'{path}: malformed manifest (entry {name!r} is not {{"size": int, "sha256": str}})')
-    unlisted = [f for f in REQUIRED if f not in files]
+    unlisted = [f for f in (REQUIRED_SHARDED if SHARDED in files else REQUIRED) if f not in files]
     if unlisted:
         raise CheckpointError(f"{path}: malformed manifest (does not list {', '.join(unlisted)})")
     return files
+
+
+def is_sharded(ckpt: Path) -> bool:
+    return (ckpt / SHARDED).is_file()
 
 
 def is_complete(ckpt: Path) -> bool:

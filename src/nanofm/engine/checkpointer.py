@@ -4,13 +4,14 @@ writes weights that are NaN or inf; the file format itself is nanofm.engine.chec
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from nanofm.engine import checkpoint as ckpt_io, run_folder
+from nanofm.engine import checkpoint as ckpt_io, distributed as dist, fsdp, run_folder
 from nanofm.errors import UserError
 from nanofm.progress import write
 
@@ -40,9 +41,12 @@ class Checkpointer:
 
     def check_finite(self, model: nn.Module, step: int) -> None:
         """Raise TrainingError if any weight or buffer is NaN/inf (every process holds the same weights, so
-        under DDP all of them raise together); one read-back."""
-        tensors = {n: t for n, t in model.state_dict().items() if t.is_floating_point()}
-        finite = torch.stack([torch.isfinite(t).all() for t in tensors.values()]).tolist() if tensors else []
+        under DDP all of them raise together; FSDP's processes add up what each finds in its shards); one read-back."""
+        tensors = {n: fsdp.local(t) for n, t in model.state_dict().items() if t.is_floating_point()}
+        finite = torch.stack([torch.isfinite(t).all() for t in tensors.values()]) if tensors else torch.ones(0)
+        if fsdp.is_sharded(model):
+            finite = dist.all_reduce_sum((~finite).to(torch.int64)) == 0
+        finite = finite.tolist()
         bad = [n for n, ok in zip(tensors, finite) if not ok]
         if bad:
             latest = ckpt_io.read_pointer(self.root, "latest") if self.root is not None else None
@@ -58,16 +62,47 @@ class Checkpointer:
         accum = {n: p.grad for n, p in model.named_parameters() if p.grad is not None} if micro else None
         name = ckpt_io.checkpoint_name(step, micro)
         path = ckpt_io.save_checkpoint(self.root, name, model, optimizer, state, self.config_yaml, accum)
+        self._point_and_prune(name, best)
+        return path
+
+    def _point_and_prune(self, name: str, best: str | None) -> None:
         ckpt_io.set_pointer(self.root, "latest", name)
         if best == name:
             ckpt_io.set_pointer(self.root, "best", name)
         protect = {name, ckpt_io.read_pointer(self.root, "best") or ""}
         ckpt_io.prune(self.root, self.keep_last, protect)
+
+    def write_sharded(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any],
+                      best: str | None, is_main: bool) -> Path | None:
+        """write(), for a sharded model (every process calls it): each process writes its shards into the new
+        checkpoint's folder, then the main process adds the whole model and the rest and puts it in place."""
+        name = ckpt_io.checkpoint_name(state["step"], state["micro"])
+        tmp = self.root / f"{ckpt_io.TMP_PREFIX}{name}-sharded" if self.root is not None else None
+        if is_main and tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        folder = dist.broadcast_object(str(tmp) if tmp is not None else None)  # the main process's folder, for all
+        tmp = Path(folder) if folder else None
+        dist.barrier()
+        if tmp is not None:
+            fsdp.save_sharded(model, optimizer, tmp)
+        whole = fsdp.full_model_state(model)  # a collective: the tensors land on the main process
+        path = None
+        if is_main and tmp is not None:
+            path = ckpt_io.finish_sharded_checkpoint(self.root, name, tmp, ckpt_io._model_tensors(model, whole),
+                                                     state, self.config_yaml)
+            self._point_and_prune(name, best)
+        dist.barrier()
         return path
 
     def load_into(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
                   micro: int) -> None:
         """Load checkpoint `path`'s weights, optimizer state and (mid-step: micro > 0) partial gradients."""
+        if ckpt_io.is_sharded(path):  # resharded to this run's processes
+            fsdp.load_sharded(model, optimizer, path)
+            return
+        if fsdp.is_sharded(model):
+            raise TrainingError(f"{path}: written without train.parallel=fsdp; resume it as it was trained (ddp)")
         ckpt_io.load_model_weights(model, path / "model.safetensors")
         ckpt_io.load_optimizer(optimizer, path)
         if micro:

@@ -36,6 +36,8 @@ class TrainConfig:
     log_every: int = 10  # steps between progress-bar and metrics-file updates
     seed: int = 0  # data order, dropout and initialisation
     device: str = "auto"  # auto (CUDA when available: the LOCAL_RANK-th GPU, else CPU), cpu, cuda, cuda:N or mps
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: ddp (a whole copy of the model per process) or fsdp
+    # (weights, gradients and optimizer state sharded over the processes, engine/fsdp.py: models too big for one device)
     compile: bool = False  # torch.compile the training forward (the first step pays the compilation; see bench/NOTES.md)
     prefetch: int | None = None  # micro-batches collated ahead in a background thread (pinned on CUDA); None: 2 on CUDA, 0 on CPU
 

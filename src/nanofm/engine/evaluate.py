@@ -59,10 +59,12 @@ def evaluate_model(
     precision: str = "fp32",
     compute_metrics: MetricsFn | None = None,
     info: dist.DistInfo | None = None,
+    sharded: bool = False,
 ) -> dict[str, float]:
     """{"eval/loss": token-weighted mean loss over `data`, "eval/<metric>": ...}. Under DDP every process
-    scores its shard and the sums are all-reduced; task metrics run on rank 0 and are broadcast."""
-    rank, world = (info.rank, info.world_size) if info else (0, 1)
+    scores its shard and the sums are all-reduced; task metrics run on rank 0 and are broadcast. A sharded
+    model (FSDP) runs each forward on all processes together, so every process scores all of `data`."""
+    rank, world = (info.rank, info.world_size) if info and not sharded else (0, 1)
     was_training = model.training
     model.eval()
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * weight, weight
@@ -73,13 +75,14 @@ def evaluate_model(
         w = loss_weight(out, batch)
         sums[0] += out.loss.detach().double() * w  # on the device: no read-back per batch
         sums[1] += w
-    dist.all_reduce_sum(sums)
+    if not sharded:
+        dist.all_reduce_sum(sums)
     metrics = {"eval/loss": (sums[0] / sums[1]).item() if sums[1] > 0 else float("nan")}
     extra = None
-    if compute_metrics is not None and rank == 0:
+    if compute_metrics is not None and (rank == 0 or sharded):
         with autocast(device, precision):
             extra = {f"eval/{k}": float(v) for k, v in compute_metrics(model, data).items()}
-    if compute_metrics is not None:
+    if compute_metrics is not None and not sharded:
         extra = dist.broadcast_object(extra)
         metrics.update(extra)
     model.train(was_training)

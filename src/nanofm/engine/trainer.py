@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from nanofm.data import pad_collate
-from nanofm.engine import checkpoint as ckpt_io, distributed as dist, run_folder
+from nanofm.engine import checkpoint as ckpt_io, distributed as dist, fsdp, run_folder
 from nanofm.engine.checkpointer import Checkpointer, TrainingError
 from nanofm.engine.config import TrainConfig
 from nanofm.engine.evaluate import Collate, MetricsFn, autocast, evaluate_model, loss_weight, to_device
@@ -61,11 +61,14 @@ class Trainer:
         self.dist = dist.setup(cfg.device)
         self.device = self.dist.device
         self.model = model.to(self.device)
-        self.ddp = (
-            nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
-            if self.dist.enabled
-            else self.model
-        )
+        self.sharded = self.dist.enabled and cfg.parallel == "fsdp"
+        if self.sharded:  # the model's own modules become sharded: it is also the training forward
+            self.ddp = fsdp.shard_model(self.model, self.device)
+        elif self.dist.enabled:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        else:
+            self.ddp = self.model
         if cfg.compile:  # the training forward only: self.model keeps its state-dict keys (checkpoints, evaluation)
             self.ddp = torch.compile(self.ddp)
         self._compiling = cfg.compile  # report the first micro-batch's time, compilation included
@@ -246,7 +249,9 @@ class Trainer:
         t0 = time.perf_counter() if self._compiling else 0.0
         batch = self._prefetcher.get(position) if self._prefetcher is not None else self._collate_at(position)
         batch = to_device(batch, self.device)
-        no_sync = self.ddp.no_sync() if self.dist.enabled and not sync else nullcontext()
+        if self.sharded:  # FSDP: reduce-scatter the gradients only at the step's last micro-batch
+            self.model.set_requires_gradient_sync(sync)
+        no_sync = self.ddp.no_sync() if self.dist.enabled and not sync and not self.sharded else nullcontext()
         with no_sync:
             with autocast(self.device, self.precision):
                 out = self.ddp(**batch)
@@ -269,7 +274,7 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.grad is not None]
         scale = self.dist.world_size / weight if weight > 0 else 0.0  # DDP averaged over processes
         torch._foreach_mul_([p.grad for p in params], scale)
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf")).item()
+        norm = fsdp.full(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))).item()
         if math.isfinite(loss) and math.isfinite(norm):
             for group in self.optimizer.param_groups:
                 group["lr"] = lr_at(self.state.step, self.state.total_steps or 10**9, cfg)
@@ -322,9 +327,8 @@ class Trainer:
         if self.eval_data is None:
             return {}
         micro = self.sampler.micro
-        return evaluate_model(
-            self.model, self.eval_data, self.collate, micro, self.device, self.precision, self.compute_metrics, self.dist
-        )
+        return evaluate_model(self.model, self.eval_data, self.collate, micro, self.device, self.precision,
+                              self.compute_metrics, self.dist, sharded=self.sharded)
 
     def _evaluate_and_track(self, elapsed: float, save: bool = True) -> None:
         metrics = self.evaluate()
@@ -382,6 +386,8 @@ class Trainer:
         self.ckpt.check_finite(self.model, self.state.step)  # never write (or point `latest` at) NaN or inf weights
         self._last_saved = (self.state.step, self.state.micro)
         state = self._state(elapsed)  # a collective: every process takes part
+        if self.sharded:  # every process writes its shards
+            return self.ckpt.write_sharded(self.model, self.optimizer, state, self.state.best["checkpoint"], self.dist.is_main)
         write_it = self.dist.is_main and self.ckpt.root is not None
         path = self.ckpt.write(self.model, self.optimizer, state, self.state.best["checkpoint"]) if write_it else None
         dist.barrier()
@@ -390,8 +396,9 @@ class Trainer:
     def _load(self, path: Path) -> None:
         saved = ckpt_io.read_trainer_state(path)  # the files were verified when the checkpoint was picked
         changed = self.ckpt.changes(path)  # refused (before anything is loaded) unless harmless
+        sharded = ckpt_io.is_sharded(path)  # resharded to any number of processes
         for key, ours in (("world_size", self.dist.world_size), ("batch_size", self.cfg.batch_size)):
-            if saved[key] != ours:
+            if saved[key] != ours and not (sharded and key == "world_size"):
                 raise TrainingError(f"{path}: saved with {key}={saved[key]}, this run has {ours}; resume with the same")
         self.ckpt.load_into(path, self.model, self.optimizer, self.device, saved["micro"])
         length = self.state.total_steps  # this config's (None for a budget run)
@@ -401,7 +408,7 @@ class Trainer:
         if changed:  # a streak of bad steps under the old options does not count against the new ones
             self.state.consecutive_bad = 0
         self._last_saved = (self.state.step, self.state.micro)  # this very checkpoint: never rewrite it
-        set_rng_state(saved["rng"][self.dist.rank])
+        set_rng_state(saved["rng"][self.dist.rank % len(saved["rng"])])  # (a sharded run resumed on more processes)
         if self.dist.is_main:
             write(f"resumed from {path} (step {self.state.step}" + (f", micro-batch {self.state.micro})" if self.state.micro else ")"))
 
