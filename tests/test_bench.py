@@ -42,6 +42,21 @@ def test_gpu_suite_and_ablations_run_on_the_cpu(tmp_path):
     assert "explicit attention" in out and "packed rows" in out
 
 
+def test_gpu_recipe_timing_runs_on_the_cpu(tmp_path):
+    """bench/gpu_pretrain.py (bench/gpu.sh's second part) tokenizes a corpus to shards and times the GPU config."""
+    from nanofm.text.wordpiece import train_wordpiece
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = "\n\n".join(f"el perro {i} come pan en la casa grande y bebe agua fresca." for i in range(200)) + "\n"
+    for split in ("train", "valid"):
+        (corpus / f"{split}.txt").write_text(text)
+    train_wordpiece([corpus / "train.txt"], vocab_size=100, min_frequency=1).save(corpus)
+    out = _run("gpu_pretrain.py", "--device", "cpu", "--quick", "--corpus", str(corpus), "--shards", str(tmp_path / "s"),
+               results=tmp_path)
+    assert "tokens/s" in out and "MFU" in out and "vocabulary 100" in out
+
+
 def test_a_run_is_recorded_with_its_command_machine_and_versions(tmp_path):
     out = _run("attention_speed.py", "--repeats", "1", "--batch", "2", "--seq", "8", "--d-model", "16", results=tmp_path)
     (path,) = tmp_path.glob("attention_speed-*.txt")

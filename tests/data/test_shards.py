@@ -199,3 +199,93 @@ def test_pretraining_from_shards_equals_the_same_blocks_in_memory_and_resumes_ex
     resumed = train(build_task(cfg).train_data, tmp_path / "c", copy.deepcopy(model0), resume="auto")
     for (k, v), w in zip(from_shards.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(v, w), k
+
+
+def _mlm_config(shards, steps=4):
+    from nanofm.tasks import load_task_config
+
+    return load_task_config("configs/bert-mini-mlm-es.yaml", [
+        f"data.shards={shards}", "data.max_len=24", "model.max_len=24", "model.d_model=32", "model.n_layers=1",
+        "model.n_heads=2", "model.d_ff=64", f"train.steps={steps}", "train.batch_size=8", "train.micro_batch_size=4",
+        "train.warmup_steps=1",
+        "train.eval_every=0", "train.save_every=0", "train.log_every=1", "train.precision=fp32"])
+
+
+def _ddp_worker(rank: int, world: int, port: int, shards: str, out: str) -> None:
+    import os
+
+    from safetensors.torch import save_file
+
+    from nanofm.engine import Trainer
+    from nanofm.tasks import build_task
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    cfg = _mlm_config(shards)
+    parts = build_task(cfg)
+    read = []
+    data = parts.train_data
+
+    class Recording:  # the blocks this process reads
+        def __len__(self):
+            return len(data)
+
+        def __getitem__(self, i):
+            read.append(i)
+            return data[i]
+
+    trainer = Trainer(parts.model, Recording(), cfg.train, collate=parts.collate, progress=False)
+    trainer.fit()
+    torch.save(read, f"{out}/read-{rank}.pt")
+    if rank == 0:
+        save_file({k: v.clone() for k, v in trainer.model.state_dict().items()}, f"{out}/ddp.safetensors")
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_from_shards_reads_disjoint_blocks_and_matches_one_process(tmp_path):
+    """Two processes (gloo) pretraining from the same shards read disjoint blocks whose union is what one process
+    reads, and end with its weights. Catches: every rank reading the whole batch, or the same blocks."""
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+
+    from nanofm.engine import Trainer
+    from nanofm.tasks import build_task
+    from tests.train.common import without_key_bias
+    from tests.train.test_distributed import _free_port
+
+    path, tok_file, _ = _corpus(tmp_path, n_docs=120)
+    tokenize_to_shards([path], tok_file, tmp_path / "shards" / "train", shard_tokens=64, log=lambda m: None)
+    tokenize_to_shards([path], tok_file, tmp_path / "shards" / "valid", shard_tokens=64, log=lambda m: None)
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path / "shards"), str(tmp_path)), nprocs=2,
+                       start_method="spawn")
+    r0, r1 = (torch.load(tmp_path / f"read-{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0 and r1 and not set(r0) & set(r1)
+    cfg = _mlm_config(tmp_path / "shards")
+    parts = build_task(cfg)
+    single = Trainer(parts.model, parts.train_data, cfg.train, collate=parts.collate, progress=False)
+    assert sorted(r0 + r1) == sorted(i for s in range(4) for m in single.sampler.micro_batches(s) for i in m)
+    single.fit()
+    ddp = without_key_bias(load_file(str(tmp_path / "ddp.safetensors")))
+    for k, v in without_key_bias(single.model.state_dict()).items():
+        assert (ddp[k] - v).abs().max() <= 1e-5, k
+
+
+def test_parquet_and_arrow_files_give_the_same_shards_as_json_lines(tmp_path):
+    """A Hugging Face `datasets` folder's files (Parquet, Arrow streams), read in record batches, make the same
+    token files as the same documents in JSON Lines. Catches: a row lost between record batches, the wrong column."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path, tok_file, docs = _corpus(tmp_path)
+    table = pa.table({"id": list(range(len(docs))), "text": docs})
+    pq.write_table(table, tmp_path / "docs.parquet", row_group_size=7)
+    with pa.OSFile(str(tmp_path / "docs.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=9)
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    tokens = {}
+    for name in ("docs.jsonl", "docs.parquet", "docs.arrow"):
+        tokenize_to_shards([tmp_path / name], tok_file, tmp_path / name.replace(".", "-"), shard_tokens=100, log=lambda m: None)
+        tokens[name] = {k: v for k, v in _files(tmp_path / name.replace(".", "-")).items() if k.startswith("shard-")}
+    assert tokens["docs.parquet"] == tokens["docs.jsonl"] == tokens["docs.arrow"]
+    with pytest.raises(DataError, match=r"docs.parquet: no column 'body' \(columns: id, text\)"):
+        list(iter_documents([tmp_path / "docs.parquet"], "body"))

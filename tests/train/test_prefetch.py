@@ -112,7 +112,7 @@ def test_collate_randomness_comes_from_the_seeded_generator():
     state = torch.get_rng_state()
     batches, drawn = [], []
     for micro in (0, 0, 1):
-        with collate_rng(seed=3, rank=0, step=5, micro=micro):
+        with collate_rng(seed=3, step=5, micro=micro):
             batches.append(collate(examples)["images"])
             drawn.append([draw_caption(captions, ["es", "en"]) for _ in range(6)])
     assert torch.equal(torch.get_rng_state(), state)

@@ -119,7 +119,7 @@ def _arrow(path: Path, field: str) -> Iterator[str]:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataError(f"{path}: reading Parquet and Arrow files needs pyarrow (pip install pyarrow)") from None
+        raise DataError(f"{path}: reading Parquet and Arrow files needs pyarrow (pip install 'nanofm[datasets]')") from None
     if path.suffix == ".parquet":
         pf = pq.ParquetFile(path)
         if field not in pf.schema_arrow.names:

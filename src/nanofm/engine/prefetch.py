@@ -33,9 +33,11 @@ def collate_generator() -> torch.Generator | None:
 
 
 @contextmanager
-def collate_rng(seed: int, rank: int, step: int, micro: int) -> Iterator[torch.Generator]:
-    """Make collate_generator() a generator seeded by (seed, rank, step, micro) in this thread."""
-    g = torch.Generator().manual_seed(hash((seed, rank, step, micro)) % 2**63)  # ints hash the same in every run
+def collate_rng(seed: int, step: int, micro: int) -> Iterator[torch.Generator]:
+    """Make collate_generator() a generator seeded by (seed, step, micro) in this thread. `micro` counts the
+    step's micro-batches over all processes (rank * accumulation + its own index), so that a micro-batch is
+    collated alike (the same dynamic masks) whatever the number of processes."""
+    g = torch.Generator().manual_seed(hash((seed, step, micro)) % 2**63)  # ints hash the same in every run
     previous, _local.generator = collate_generator(), g
     try:
         yield g

@@ -237,7 +237,7 @@ class Trainer:
         """The collated micro-batch at (step, micro-batch), its randomness from collate_generator()
         (the same in any thread); pinned for the copy to a GPU."""
         step, m = position
-        with collate_rng(self.cfg.seed, self.dist.rank, step, m):
+        with collate_rng(self.cfg.seed, step, self.dist.rank * self.sampler.accum + m):
             batch = self.collate([self.train_data[i] for i in self.sampler.micro_batches(step)[m]])
         return pin(batch) if self.device.type == "cuda" else batch
 

@@ -23,6 +23,7 @@ from torch import Tensor
 from nanofm.config import require
 from nanofm.core.output import IGNORE_INDEX
 from nanofm.data.collate import pad_sequences
+from nanofm.engine.prefetch import collate_generator
 
 
 @dataclass
@@ -90,7 +91,9 @@ class MLMCollator:
     """Examples {"tokens": (T,), "word_ids": (T,), optional "segments": (T,)} -> a batch for BertForMaskedLM:
     {"tokens", "targets"(, "segments")} (B, T), right-padded, masked afresh at every call (dynamic masking).
 
-    seed None draws from torch's global RNG (training: different masks every epoch, exact on resume).
+    seed None draws from the trainer's generator for this micro-batch (engine/prefetch.py: a function of the
+    seed, the step and the micro-batch, so different masks every epoch, exact on resume, and the same masks
+    whatever the number of processes), or torch's global RNG outside a trainer.
     With a seed, the masks are a function of the seed and the batch's content, the same at every call
     (evaluation: held-out loss and accuracy comparable across steps)."""
 
@@ -104,7 +107,7 @@ class MLMCollator:
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Tensor]:
         tokens = pad_sequences([torch.as_tensor(ex["tokens"]) for ex in examples], self.pad_id)  # (B, T)
         word_ids = pad_sequences([torch.as_tensor(ex["word_ids"]) for ex in examples], -1)  # (B, T)
-        generator = None
+        generator = collate_generator()
         if self.seed is not None:
             content = zlib.crc32(tokens.numpy().tobytes())
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + content)
