@@ -88,7 +88,9 @@ def test_vit_trains_classifies_and_draws(data, tmp_path, capsys):
     assert clf(Image.open(image), k=2) == by_path  # a Pillow image: converted as the file is
     assert clf(np.asarray(Image.open(image)), k=2) == by_path  # an RGB array (H, W, 3) uint8
     batch = clf([image, pixels.astype(np.float32) / 255], k=2)  # a float array in [0, 1], grey
-    assert batch[0] == by_path and batch[1][0][0] == "Dress"
+    # batched with another image: the same classes, probabilities equal up to float rounding (batch-size kernels)
+    assert [c for c, _ in batch[0]] == [c for c, _ in by_path] and batch[1][0][0] == "Dress"
+    assert all(abs(p - q) < 1e-6 for (_, p), (_, q) in zip(batch[0], by_path))
 
 
 def test_mae_pretrain_finetune_and_linear_probe(data, tmp_path, capsys):
@@ -167,7 +169,7 @@ def test_vision_table_from_known_runs(data, tmp_path, monkeypatch):
     known = {"scratch": 0.8125, "mae-finetune": 0.875, "mae-linear-probe": 0.5}
     runs = {}
 
-    def train_run(cfg, out, progress=False):
+    def train_run(cfg, out, progress=False, subset=None, only_subset=False):
         runs[out.name] = cfg
         if cfg.task == "mae":
             out.mkdir(parents=True)
@@ -200,16 +202,17 @@ def test_vision_label_curve_trains_both_starts_on_the_fine_tunes_budget(data, tm
     from nanofm.config import to_yaml
     from nanofm.experiments import vision as bv
 
-    runs = {}
+    runs, scored = {}, {}
 
-    def train_run(cfg, out, progress=False):
+    def train_run(cfg, out, progress=False, subset=None, only_subset=False):
         runs[str(out.relative_to(tmp_path / "b"))] = cfg
+        scored[out.name] = (subset, only_subset)
         if cfg.task == "mae":
             out.mkdir(parents=True)
             (out / "config.yaml").write_text(to_yaml(cfg))
             return {"steps": 30, "images_per_s": 300.0, "seconds": 1.6}
         acc = cfg.data.labels / 100 + (0.1 if cfg.init else 0.0)
-        return {"steps": 20, "images_per_s": 100.0, "seconds": 3.2, "test_accuracy": acc}
+        return {"steps": 20, "images_per_s": 100.0, "seconds": 3.2, "test_accuracy": acc, "subset_accuracy": acc}
 
     monkeypatch.setattr(bv, "train_run", train_run)
     result = bv.benchmark_vision("configs/vit-fmnist.yaml", "configs/mae-vit-fmnist.yaml", "10m", tmp_path / "b",
@@ -224,6 +227,10 @@ def test_vision_label_curve_trains_both_starts_on_the_fine_tunes_budget(data, tm
     assert [(p["labels"], round(p["pretrained"], 6), round(p["scratch"], 6)) for p in result["curve"]["points"]] == [
         (10, 20.0, 10.0), (20, 30.0, 20.0)]
     assert "| 20 | 30.00 | 20.00 | +10.00 | 7m |" in (tmp_path / "b" / "table.md").read_text()
+    # the curve's runs are scored on CURVE_TEST test images only; the table's fine-tune (its point at 20) on both
+    assert scored["10-mae"] == scored["20-scratch"] == (bv.CURVE_TEST, True) and scored["mae-finetune"] == (bv.CURVE_TEST, False)
+    assert scored["scratch"] == (None, False)
+    assert bv.test_subset(list(range(10_000)), 2000) == list(range(0, 10_000, 5))  # every 5th: all classes alike
 
 
 def test_accuracy_is_the_share_of_right_predictions(data):

@@ -185,5 +185,6 @@ def cmd_data_tokenize(args: argparse.Namespace) -> None:
                                text_field=args.text_field)
         mb = sum(i["bytes"] for i in m["inputs"]) / 1e6
         seconds = time.perf_counter() - start
-        print(f"{split}: {m['documents']:,} documents, {m['tokens']:,} tokens ({m['dtype']}) in {len(m['shards'])} "
-              f"shards -> {Path(args.out) / split} ({mb:.1f} MB of input in {seconds:.1f} s)")
+        n = len(m["shards"])
+        print(f"{split}: {m['documents']:,} documents, {m['tokens']:,} tokens ({m['dtype']}) in {n} shard{'s' * (n != 1)} "
+              f"-> {Path(args.out) / split} ({mb:.1f} MB of input in {seconds:.1f} s)")
