@@ -231,6 +231,14 @@ def test_vision_label_curve_trains_both_starts_on_the_fine_tunes_budget(data, tm
     assert scored["10-mae"] == scored["20-scratch"] == (bv.CURVE_TEST, True) and scored["mae-finetune"] == (bv.CURVE_TEST, False)
     assert scored["scratch"] == (None, False)
     assert bv.test_subset(list(range(10_000)), 2000) == list(range(0, 10_000, 5))  # every 5th: all classes alike
+    from nanofm.families.vit.task import ImageExamples
+    from nanofm.vision.io import ImageSet
+
+    images = ImageExamples(ImageSet(torch.arange(40).view(40, 1, 1, 1).to(torch.uint8), torch.arange(40) % 4,
+                                    ["a", "b", "c", "d"]), train=False)
+    sub = bv.test_subset(images, 10)  # what accuracy() reads: the examples and data.labels
+    assert isinstance(sub, ImageExamples) and sub.data.labels.tolist() == [i % 4 for i in range(0, 40, 4)]
+    assert [int(sub[i]["images"]) for i in range(len(sub))] == list(range(0, 40, 4))
 
 
 def test_accuracy_is_the_share_of_right_predictions(data):

@@ -8,6 +8,7 @@ for a share of it, then fine-tuned for the rest; and a linear probe of the MAE e
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +19,7 @@ from nanofm.engine.config import format_duration, parse_duration
 from nanofm.engine.tracking import read_metrics
 from nanofm.experiments.label_curve import format_label_curve, label_curve
 from nanofm.experiments.timeshare import TimeShare
-from nanofm.families.vit.task import accuracy, ImageClassifyTaskConfig, vision_finetune_config
+from nanofm.families.vit.task import accuracy, ImageClassifyTaskConfig, ImageExamples, vision_finetune_config
 from nanofm.tasks import build_task, fit_to_end, load_task_config, task_trainer
 
 
@@ -26,9 +27,12 @@ CURVE_TEST = 2000  # test images that score a label curve's runs (every k-th of 
 # short, and scoring all 10,000 Fashion-MNIST test images took ~9 s a run, more than some runs trained
 
 
-def test_subset(data: Any, n: int) -> list:
-    """Every k-th example of `data`, about n of them (all of it when it has fewer)."""
+def test_subset(data: Any, n: int) -> Any:
+    """Every k-th example of `data` (image examples, or any sequence), about n of them (all when it has fewer)."""
     step = max(1, len(data) // n)
+    if isinstance(data, ImageExamples):
+        images = data.data
+        return ImageExamples(replace(images, images=images.images[::step][:n], labels=images.labels[::step][:n]), data.train)
     return [data[i] for i in range(0, len(data), step)][:n]
 
 
