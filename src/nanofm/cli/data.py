@@ -10,7 +10,7 @@ from nanofm.config import ConfigError
 
 def add(sub: argparse._SubParsersAction) -> None:
     """Add this group's commands to the `nanofm` parser."""
-    p = sub.add_parser("data", help="prepare real datasets from Debian packages")
+    p = sub.add_parser("data", help="prepare real datasets from Debian packages; tokenize a corpus into shards")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     prep = data_sub.add_parser("prepare", help="build a dataset")
     prep_sub = prep.add_subparsers(dest="dataset", metavar="DATASET", required=True)
