@@ -24,6 +24,7 @@ import json
 import multiprocessing
 import os
 import resource
+import shutil
 import statistics
 import sys
 import threading
@@ -66,7 +67,7 @@ def _tokenize_sharded(text: str, out: str, q) -> None:
     q.put({"seconds": time.perf_counter() - t, "tokens": m["tokens"], "peak_rss_mb": _peak_rss_mb()})
 
 
-def _tokenize_loop(text: str, out: str, q) -> None:
+def _tokenize_loop(text: str, q) -> None:
     from nanofm.data.shards import input_files, iter_documents
     from nanofm.text.wordpiece import WordPieceTokenizer
 
@@ -181,11 +182,9 @@ def main() -> None:
             size = text.stat().st_size / 1e6
             out = WORK / f"shards-{mb}mb" / "train"
             if out.exists():
-                import shutil
-
                 shutil.rmtree(out)
             a = in_process(_tokenize_sharded, str(text), str(out))
-            b = in_process(_tokenize_loop, str(text), str(out) + "-loop")
+            b = in_process(_tokenize_loop, str(text))
             assert a["tokens"] == b["tokens"], (a, b)  # the same tokens either way
             shards[mb] = out
             print(f"| {size:,.0f} MB | {a['tokens']:,} | {size / a['seconds']:.2f} | {a['peak_rss_mb']:,.0f} MB | "

@@ -252,8 +252,11 @@ def tokenize_to_shards(inputs: Iterable[str | Path], tokenizer: str | Path, out:
         return {"name": name, "tokens": len(ids), "documents": int((flags & DOC_START).astype(bool).sum()),
                 "sha256": hashlib.sha256(data).hexdigest(), "flags_sha256": hashlib.sha256(flags.tobytes()).hexdigest()}
 
-    def flush(final: bool, next_doc: int) -> None:
+    def flush(next_doc: int | None) -> None:
+        """Write every full shard (with next_doc None, the end: the rest too); next_doc: the first document
+        not yet handed to the stream."""
         nonlocal documents
+        final = next_doc is None
         while stream.size >= shard_tokens or (final and stream.size):
             ids, flags, rest = stream.take(min(shard_tokens, stream.size))
             shards.append(write_shard(ids, flags))
@@ -271,7 +274,7 @@ def tokenize_to_shards(inputs: Iterable[str | Path], tokenizer: str | Path, out:
             skip = start[1] if docs[0] == start[0] else 0  # the document a resumed run is in the middle of
             stream.add(ids[skip:], flags[skip:], np.r_[0, starts[1:] - skip], docs, skip)
         if batch:
-            flush(final=False, next_doc=batch[-1][0] + 1)
+            flush(next_doc=batch[-1][0] + 1)
 
     def batches() -> Iterator[list[tuple[int, str]]]:  # at most batch_docs documents or BATCH_CHARS characters
         batch, chars = [], 0
@@ -295,7 +298,7 @@ def tokenize_to_shards(inputs: Iterable[str | Path], tokenizer: str | Path, out:
                 tokenize(pending[0], pending[1].result())
             pending = (batch, encoding)
         tokenize(pending[0], pending[1].result())
-    flush(final=True, next_doc=0)
+    flush(next_doc=None)
     if not shards:
         raise DataError(f"no text in {', '.join(map(str, files))}")
     manifest = {**settings, "tokens": sum(s["tokens"] for s in shards), "documents": documents, "shards": shards}

@@ -112,32 +112,35 @@ def save_checkpoint(
     tmp = root / f"{TMP_PREFIX}{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    try:
+
+    def write() -> None:
         tmp.mkdir()
         _write_files(tmp, model, optimizer, state, config_yaml, accum_grads)
-    except (OSError, SafetensorError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise _write_error(root, f"checkpoint {name}", e) from None
-    return _commit(root, name, tmp)
+
+    return _write_and_commit(root, name, tmp, write)
 
 
-def finish_sharded_checkpoint(root: Path, name: str, tmp: Path, model_tensors: dict[str, Tensor],
+def finish_sharded_checkpoint(root: Path, name: str, tmp: Path, model: nn.Module, whole: dict[str, Tensor],
                               state: dict[str, Any], config_yaml: str) -> Path:
     """Complete a sharded checkpoint whose shards every process wrote into `tmp` (torch.distributed.checkpoint):
-    the whole model, the run state, the config and the manifest (listing the shards too), then put it in place."""
+    the whole model (`whole`, the gathered state dict of `model`), the run state, the config and the manifest
+    (listing the shards too), then put it in place."""
+
+    def write() -> None:
+        _write_tensors(tmp / "model.safetensors", _model_tensors(model, whole))
+        _write_run_files(tmp, state, config_yaml)
+
+    return _write_and_commit(root, name, tmp, write)
+
+
+def _write_and_commit(root: Path, name: str, tmp: Path, write: Callable[[], None]) -> Path:
+    """write() the files into `tmp`, then rename it to root/name, replacing an older one of the same name only
+    once it is in place. A failed write (a full disk) removes `tmp` and raises CheckpointError."""
     try:
-        _write_tensors(tmp / "model.safetensors", model_tensors)
-        _write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
-        _write_text(tmp / "config.yaml", config_yaml)
-        _write_manifest(tmp)
+        write()
     except (OSError, SafetensorError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise _write_error(root, f"checkpoint {name}", e) from None
-    return _commit(root, name, tmp)
-
-
-def _commit(root: Path, name: str, tmp: Path) -> Path:
-    """Rename the complete `tmp` folder to root/name (replacing an older one of the same name only once it is in place)."""
     final = root / name
     old = None
     if final.exists():  # the same step saved again: keep the old one until the new one is in place
@@ -159,12 +162,13 @@ def _write_files(tmp: Path, model: nn.Module, optimizer: torch.optim.Optimizer, 
     _write_text(tmp / "optimizer.json", json.dumps(meta))
     if accum_grads:
         _write_tensors(tmp / "accum.safetensors", accum_grads)
+    _write_run_files(tmp, state, config_yaml)
+
+
+def _write_run_files(tmp: Path, state: dict[str, Any], config_yaml: str) -> None:
+    """The run state and the config, then the manifest of every file in `tmp` (written last)."""
     _write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
     _write_text(tmp / "config.yaml", config_yaml)
-    _write_manifest(tmp)
-
-
-def _write_manifest(tmp: Path) -> None:
     files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
     _write_text(tmp / MANIFEST, json.dumps({"files": files}, indent=1))
     _fsync_dir(tmp)

@@ -89,8 +89,7 @@ class Checkpointer:
         whole = fsdp.full_model_state(model)  # a collective: the tensors land on the main process
         path = None
         if is_main and tmp is not None:
-            path = ckpt_io.finish_sharded_checkpoint(self.root, name, tmp, ckpt_io._model_tensors(model, whole),
-                                                     state, self.config_yaml)
+            path = ckpt_io.finish_sharded_checkpoint(self.root, name, tmp, model, whole, state, self.config_yaml)
             self._point_and_prune(name, best)
         dist.barrier()
         return path

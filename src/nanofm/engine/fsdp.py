@@ -18,8 +18,6 @@ from torch import Tensor, nn
 
 from nanofm.core.block import TransformerBlock
 
-SHARDED_MARK = ".metadata"  # the file torch.distributed.checkpoint writes last: a sharded checkpoint has it
-
 
 def shard_model(model: nn.Module, device: torch.device) -> nn.Module:
     """fully_shard every Transformer block, then the model (its embeddings, heads and tied weights together):

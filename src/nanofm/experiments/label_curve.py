@@ -34,7 +34,8 @@ def label_curve(counts: tuple[int, ...], run: Callable[[bool, int, str | None], 
     points = []
     for n in counts:
         todo = [s for s in (False, True) if (s, n) not in known]
-        length = budget() if len(todo) == 2 else known[(not todo[0], n)][1] if todo else known[(False, n)][1]
+        # a point with a known run trains its other start as long as that run
+        length = budget() if len(todo) == 2 else next(known[(s, n)][1] for s in (False, True) if (s, n) in known)
         scores = {s: known[(s, n)][0] if (s, n) in known else run(s, n, length) for s in (False, True)}
         if len(todo) == 2:
             done()
