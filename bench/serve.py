@@ -4,7 +4,8 @@ demo's ViT (/tmp/demo-curves/vision-finetune if present, else vit-fmnist-xs with
 and 32 concurrent clients, with batching on (window 5 ms, max batch 32) and off (max batch 1).
 
 The server runs in its own process (as `nanofm serve` does: uvicorn, one worker thread per model); the
-clients are asyncio tasks in this one, each sending its next request when the last is answered.
+clients are asyncio tasks in this one, each on its own keep-alive connection, sending its next request when
+the last is answered (a minimal HTTP/1.1 client, so that the server's cost is what is measured).
 
     python bench/serve.py [--requests 256] [--quick]
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import multiprocessing
 import socket
 import statistics
@@ -58,8 +60,9 @@ def build(kind: str, quick: bool):
                                    [str(i) for i in range(10)], "cpu")
 
 
-def serve(kind: str, quick: bool, port: int, max_batch: int) -> None:
-    """The server process: one model, batching on (max_batch > 1) or off."""
+def serve(kind: str, quick: bool, port: int, max_batch: int, stack: str) -> None:
+    """The server process: one model, batching on (max_batch > 1) or off; uvicorn's event loop and HTTP parser
+    as `nanofm serve` picks them ("auto": uvloop and httptools when installed) or its pure-Python ones ("plain")."""
     import uvicorn
 
     from nanofm.serve.app import create_app
@@ -68,40 +71,77 @@ def serve(kind: str, quick: bool, port: int, max_batch: int) -> None:
 
     _, predictor = build(kind, quick)
     app = create_app({"m": Served("m", "bench/serve.py", predictor)}, Limits(max_queue=256), window_ms=5.0, max_batch=max_batch)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    plain = dict(loop="asyncio", http="h11") if stack == "plain" else {}
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", **plain)
 
 
-def request_of(kind: str) -> dict:
+def request_of(kind: str) -> bytes:
+    """The bytes of one HTTP/1.1 request (keep-alive) of the kind measured."""
     if kind == "fill-mask":
-        return {"url": "/models/m/fill-mask", "json": {"text": "La capital de [MASK] es Madrid.", "top_k": 5}}
-    buf = io.BytesIO()
-    from PIL import Image
+        path, ctype = "/models/m/fill-mask", "application/json"
+        body = json.dumps({"text": "La capital de [MASK] es Madrid.", "top_k": 5}).encode()
+    else:
+        from PIL import Image
 
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28), np.uint8)).save(buf, format="PNG")
-    return {"url": "/models/m/classify-image", "files": {"files": ("x.png", buf.getvalue(), "image/png")}}
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28), np.uint8)).save(buf, format="PNG")
+        boundary = "nanofmbench"
+        path, ctype = "/models/m/classify-image", f"multipart/form-data; boundary={boundary}"
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="x.png"\r\n'
+                f"Content-Type: image/png\r\n\r\n").encode() + buf.getvalue() + f"\r\n--{boundary}--\r\n".encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
 
 
-async def load(base: str, request: dict, clients: int, total: int) -> tuple[float, list[float], int]:
-    """(wall seconds, latencies, errors) of `total` requests from `clients` concurrent clients."""
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
+    """(status, body) of one request on an open keep-alive connection."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(v) for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "content-length")
+    return int(lines[0].split()[1]), await reader.readexactly(length)
+
+
+async def load(port: int, request: bytes, clients: int, total: int) -> tuple[float, list[float], int]:
+    """(wall seconds, latencies, errors) of `total` requests from `clients` concurrent clients, each on its own
+    keep-alive connection. The client is a few lines over asyncio streams (as wrk is over sockets), so that
+    what is measured is the server, not an HTTP library's own cost on the same two cores."""
     latencies: list[float] = []
     errors = 0
     left = total
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
 
-    async with httpx.AsyncClient(base_url=base, timeout=60.0, limits=httpx.Limits(max_connections=clients)) as c:
-        async def client() -> None:
-            nonlocal left, errors
-            while left > 0:
-                left -= 1
-                t0 = time.perf_counter()
-                r = await c.post(**request)
-                latencies.append(time.perf_counter() - t0)
-                errors += r.status_code != 200
+    async def client(reader, writer) -> None:
+        nonlocal left, errors
+        while left > 0:
+            left -= 1
+            t0 = time.perf_counter()
+            status, _ = await exchange(reader, writer, request)
+            latencies.append(time.perf_counter() - t0)
+            errors += status != 200
 
-        for _ in range(2):  # warm-up: connections, the first forward passes
-            await c.post(**request)
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        return time.perf_counter() - t0, latencies, errors
+    status, body = await exchange(*conns[0], request)  # warm-up, and a check that the answer is the model's
+    if status != 200:
+        raise RuntimeError(f"the server answered {status}: {body[:300]!r}")
+    json.loads(body)
+    for reader, writer in conns:
+        await exchange(reader, writer, request)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(*c) for c in conns))
+    wall = time.perf_counter() - t0
+    for _, writer in conns:
+        writer.close()
+    return wall, latencies, errors
+
+
+def stack_of(choice: str) -> str:
+    if choice == "plain":
+        return "asyncio event loop, h11 HTTP parser (uvicorn's pure-Python ones)"
+    from importlib.util import find_spec
+
+    return (f"{'uvloop' if find_spec('uvloop') else 'asyncio'} event loop, "
+            f"{'httptools' if find_spec('httptools') else 'h11'} HTTP parser (what uvicorn picks, as nanofm serve does)")
 
 
 def free_port() -> int:
@@ -112,7 +152,8 @@ def free_port() -> int:
 
 def measure(kind: str, batching: bool, args: argparse.Namespace) -> list[tuple]:
     port = free_port()
-    proc = multiprocessing.get_context("spawn").Process(target=serve, args=(kind, args.quick, port, 32 if batching else 1))
+    proc = multiprocessing.get_context("spawn").Process(target=serve, args=(kind, args.quick, port, 32 if batching else 1,
+                                                                           args.stack))
     proc.start()
     base = f"http://127.0.0.1:{port}"
     try:
@@ -125,7 +166,7 @@ def measure(kind: str, batching: bool, args: argparse.Namespace) -> list[tuple]:
         rows = []
         for clients in CLIENTS:
             total = max(args.requests, 4 * clients)
-            wall, lat, errors = asyncio.run(load(base, request_of(kind), clients, total))
+            wall, lat, errors = asyncio.run(load(port, request_of(kind), clients, total))
             q = statistics.quantiles(lat, n=100, method="inclusive")
             rows.append((clients, total / wall, q[49], q[98], errors))
         return rows
@@ -138,6 +179,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=256, help="requests per row (at least 4 per client)")
     p.add_argument("--quick", action="store_true", help="tiny models and few requests (seconds): the tests")
+    p.add_argument("--stack", choices=["auto", "plain"], default="auto",
+                   help="auto: the event loop and HTTP parser nanofm serve uses (uvloop, httptools); plain: asyncio and h11")
     args = p.parse_args()
     if args.quick:
         args.requests = min(args.requests, 16)
@@ -145,9 +188,29 @@ def main() -> None:
         run(args)
 
 
+def forward_times(quick: bool) -> None:
+    """The fill-mask predictor alone (no HTTP): median ms per call of 1, 8 and 32 texts, what batching shares."""
+    import torch
+
+    _, predictor = build("fill-mask", quick)
+    text = "La capital de [MASK] es Madrid."
+    with torch.inference_mode():
+        for n in (1, 8, 32):
+            predictor([text] * n, 5)  # warm-up
+            times = []
+            for _ in range(5 if quick else 40):
+                t0 = time.perf_counter()
+                predictor([text] * n, 5)
+                times.append(time.perf_counter() - t0)
+            ms = 1000 * statistics.median(times)
+            print(f"fill-mask forward, {n} text{'s' if n > 1 else ''} in one call: {ms:.2f} ms, {ms / n:.3f} ms a text")
+
+
 def run(args: argparse.Namespace) -> None:
     results = {}
     names = {}
+    forward_times(args.quick)
+    print(f"server stack: {stack_of(args.stack)}")
     for kind in ("fill-mask", "image-classification"):
         names[kind] = build(kind, args.quick)[0]
         for batching in (True, False):

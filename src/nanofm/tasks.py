@@ -5,7 +5,6 @@ module does, registers every one). `nanofm train CONFIG.yaml` picks the task by 
 from __future__ import annotations
 
 import shutil
-from copy import deepcopy
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,12 @@ def open_trained(run_dir: str | Path, checkpoint: str | None = "best") -> tuple[
 
 
 def build_task(cfg: Any) -> TaskParts:
-    """The model, data and metrics of a run config. `cfg` is left as it was: the build works on a copy, and what
-    the data fills in (vocabulary size, image shape, classes, normalisation) is in parts.config, which is what
-    the run's config.yaml records."""
-    resolved = deepcopy(cfg)
-    parts = task(cfg.task).build(resolved)
-    parts.config = resolved
+    """The model, data and metrics of a run config. Builders leave `cfg` as it was: what the data fills in
+    (vocabulary size, image shape, classes, normalisation) is in a new config, parts.config, which is what the
+    run's config.yaml records."""
+    parts = task(cfg.task).build(cfg)
+    if parts.config is None:
+        raise TypeError(f"the builder of task {cfg.task!r} returned no config (TaskParts.config)")
     return parts
 
 

@@ -38,3 +38,25 @@ def test_missing_corpus_names_the_folder(tmp_path, capsys):
     assert main(["pretrain", str(CONFIG), f"data.dir={tmp_path}", "--out", str(tmp_path / "run")]) != 0
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "nanofm data prepare corpus" in err
+
+
+def test_fill_mask_batch_equals_each_text_through_the_whole_head(pretrained):
+    """A batch of texts of different lengths, one with two masks, in one padded forward pass with the head at
+    the masks only, gives each text's answers as the model's plain path does on that text alone (the head at
+    every position, no padding). Catches: padding read by attention, a mask's row taken from another text,
+    the masks of a two-mask text swapped or merged, probabilities from the padded row."""
+    import torch
+
+    fill = FillMask.load(pretrained)
+    texts = ["El niño [MASK] un libro.", "La [MASK] [MASK] pan.", "El [MASK]."]
+    batch = fill(texts, k=4)
+    for text, got in zip(texts, batch):
+        ids = fill.tok.encode(text).ids
+        masks = [i for i, t in enumerate(ids) if t == fill.tok.mask_id]
+        with torch.no_grad():
+            probs = fill.model(torch.tensor([ids])).logits[0, masks].softmax(-1)  # (M, V)
+        top = probs.topk(4, dim=-1)
+        assert [[w for w, _ in c] for c in got] == [fill.tok.tokens(i.tolist()) for i in top.indices]
+        assert torch.allclose(torch.tensor([[q for _, q in c] for c in got]), top.values, atol=1e-5)
+    alone = fill(texts[1], k=4)  # one text in: its list of masks (a batch of one: equal up to float rounding)
+    assert len(batch[1]) == len(alone) == 2 and [[w for w, _ in c] for c in alone] == [[w for w, _ in c] for c in batch[1]]

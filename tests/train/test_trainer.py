@@ -343,3 +343,41 @@ def test_reads_back_once_per_step_not_per_micro_batch(monkeypatch, one_thread):
             reads[steps, micro] = _count_read_backs(monkeypatch, trainer)
     assert reads[3, 4] == reads[3, 16] and reads[5, 4] == reads[5, 16], reads
     assert reads[5, 16] - reads[3, 16] == 2 * 2, reads  # exactly 2 per step: the step's sums and the gradient norm
+
+
+def test_layer_decay_gives_each_block_its_rate(tmp_path):
+    """Fine-tuning with train.layer_decay=0.5 on a 2-block ViT: AdamW's first step moves each weight by its
+    group's rate (|m/sqrt(v)| = 1 at step 1, no weight decay), so the largest change of each parameter is
+    the rate of its depth: head and final norm lr, block 1 lr/2, block 0 lr/4, embeddings, [CLS] and
+    positions lr/8. Catches: the trainer's schedule overwriting the scale (one rate for all), the decay
+    running the wrong way (embeddings fastest), a depth off by one, the final norm counted as a block.
+    The logged lr is the schedule's (the head's), and the checkpoint resumes with the same rates."""
+    from dataclasses import replace
+
+    from nanofm.engine import TrainConfig
+    from nanofm.engine.optim import layer_depths
+    from nanofm.families import create
+
+    model = create("vit-debug")  # 2 blocks
+    depths, n_layers = layer_depths(model)
+    assert n_layers == 2 and depths["cls_token"] == depths["patch_embed.proj.weight"] == depths["pos_embed.weight"] == 0
+    assert depths["encoder.layers.1.ff.fc2.weight"] == 2 and depths["encoder.final_norm.weight"] == depths["head.bias"] == 3
+    g = torch.Generator().manual_seed(0)
+    data = [{"images": torch.randn(1, 28, 28, generator=g), "targets": torch.tensor(i % 10)} for i in range(8)]
+    collate = lambda ex: {k: torch.stack([e[k] for e in ex]) for k in ex[0]}  # noqa: E731
+    cfg = TrainConfig(steps=1, batch_size=8, lr=1e-3, warmup_steps=0, schedule="constant", weight_decay=0.0,
+                      layer_decay=0.5, grad_clip=0.0, eval_every=0, best_metric=None, log_every=1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    Trainer(model, data, cfg, collate=collate, run_dir=tmp_path / "run", progress=False).fit()
+    for name, p in model.named_parameters():
+        moved = float((p.detach() - before[name]).abs().max())
+        assert moved == pytest.approx(1e-3 * 0.5 ** (3 - depths[name]), rel=1e-3), name
+    assert [r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "lr" in r][:1] == [pytest.approx(1e-3)]
+    resumed = Trainer(create("vit-debug"), data, replace(cfg, steps=2), collate=collate, run_dir=tmp_path / "run",
+                      resume="auto", progress=False)
+    assert resumed.step == 1
+    rates = sorted({(round(grp["lr"] / 1e-3, 6), grp["lr_scale"]) for grp in resumed.optimizer.param_groups if grp["params"]})
+    assert [s for _, s in rates] == [0.125, 0.25, 0.5, 1.0]
+    with pytest.raises(ValueError, match="one stack of blocks named `layers.N`; EncoderDecoder has 2"):
+        make_trainer(tiny_config(layer_decay=0.5))
+

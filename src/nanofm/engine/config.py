@@ -23,6 +23,8 @@ class TrainConfig:
     warmup_steps: int = 100  # linear warm-up from 0 to lr; longer than the run: cut to its length (the Trainer says so)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"  # decay after warm-up
     weight_decay: float = 0.01  # AdamW decay; never applied to biases, norms or embeddings' padding
+    layer_decay: float = 1.0  # fine-tuning: block N of L learns at lr * layer_decay ** (L - N), the embeddings at
+    # lr * layer_decay ** (L + 1), the head at lr (BEiT, MAE: 0.65-0.75); 1: one rate for all (engine/optim.py)
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
     eps: float = 1e-8  # AdamW epsilon
     grad_clip: float = 1.0  # clip the global gradient norm to this; 0 disables
@@ -79,6 +81,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {  # field: (test, what t
     "lr": (_finite(0, strict=True), "a finite number > 0"),
     "min_lr_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "weight_decay": (_finite(0, strict=False), "a finite number >= 0"),
+    "layer_decay": (lambda v: 0 < v <= 1, "in (0, 1] (1: no layer-wise decay)"),
     "betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
     "eps": (_finite(0, strict=True), "a finite number > 0"),
     "grad_clip": (_finite(0, strict=False), "a finite number >= 0 (0: no clipping)"),

@@ -25,4 +25,4 @@ class TaskParts:
     tokenizer: Any = None  # the text tasks' tokenizer (translation, mlm, finetune)
     test_data: Sequence[Any] | None = None  # the held-out test split, scored once at the end (translation, vision, finetune)
     task_data: Any = None  # fine-tuning: the labelled task (a data.task_files.TaskData: labels, metric, splits)
-    config: Any = None  # the run config as the build resolved it from the data (build_task sets it)
+    config: Any = None  # the run config as the build resolved it from the data (a new one: builders leave theirs)

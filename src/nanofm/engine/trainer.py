@@ -30,7 +30,7 @@ from nanofm.engine import checkpoint as ckpt_io, distributed as dist, fsdp, run_
 from nanofm.engine.checkpointer import Checkpointer, TrainingError
 from nanofm.engine.config import TrainConfig
 from nanofm.engine.evaluate import Collate, MetricsFn, autocast, evaluate_model, loss_weight, to_device
-from nanofm.engine.optim import build_optimizer, lr_at
+from nanofm.engine.optim import base_lr, build_optimizer, lr_at
 from nanofm.engine.pacing import Pacer, save_seconds
 from nanofm.engine.precision import choose_precision
 from nanofm.engine.prefetch import Position, Prefetcher, collate_rng, pin
@@ -277,7 +277,7 @@ class Trainer:
         norm = fsdp.full(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))).item()
         if math.isfinite(loss) and math.isfinite(norm):
             for group in self.optimizer.param_groups:
-                group["lr"] = lr_at(self.state.step, self.state.total_steps or 10**9, cfg)
+                group["lr"] = lr_at(self.state.step, self.state.total_steps or 10**9, cfg) * group.get("lr_scale", 1.0)
             self.optimizer.step()
             if hasattr(self.model, "after_optimizer_step"):  # e.g. a moving average of the weights
                 self.model.after_optimizer_step()
@@ -350,7 +350,7 @@ class Trainer:
         seconds = max(time.perf_counter() - since["t"], 1e-9)
         loss = since["loss"] / since["weight"] if since["weight"] else float("nan")
         rate = since["weight"] / seconds
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = base_lr(self.optimizer)
         unit = self._rate_unit
         bar.set_postfix({"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", unit.replace("_per_s", "/s"): f"{rate:,.0f}"}, refresh=False)
         if self.log is not None:
@@ -373,7 +373,7 @@ class Trainer:
             "world_size": self.dist.world_size,
             "batch_size": self.cfg.batch_size,
             "micro_batch_size": self.sampler.micro,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": base_lr(self.optimizer),
             "schedule": {"kind": self.cfg.schedule, "warmup_steps": self.cfg.warmup_steps, "peak_lr": self.cfg.lr},
             "rng": dist.all_gather_object(rng_state()),  # one per process
             "nanofm_version": __version__,

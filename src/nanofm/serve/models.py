@@ -1,8 +1,8 @@
 """The loaded models as the server sees them: a name, a kind (what it serves), a description for GET /models,
 and the batch functions the Batcher calls in a worker thread, built on the predictors of `nanofm.load`.
 
-FillMask runs one text at a time; `fill_masks` below runs a padded batch in one forward pass instead (the
-texts are checked beforehand: each holds a [MASK] and fits the model, so nothing is truncated)."""
+Every predictor runs a list of inputs as one batch (fill-mask: one padded forward pass, the texts checked
+beforehand: each holds a [MASK] and fits the model, so nothing is truncated)."""
 
 from __future__ import annotations
 
@@ -94,22 +94,6 @@ def describe(path: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- batch functions: (inputs, options) -> outputs
-
-
-def fill_masks(p: FillMask, texts: list[str], k: int) -> list[list[list[tuple[str, float]]]]:
-    """As FillMask(texts, k), in one padded forward pass: for each text, for each [MASK], the k likeliest tokens."""
-    ids = [p.tok.encode(t).ids for t in texts]
-    tokens = torch.full((len(ids), max(map(len, ids))), p.tok.pad_id, dtype=torch.long)  # (B, T)
-    for i, row in enumerate(ids):
-        tokens[i, : len(row)] = torch.tensor(row)
-    logits = p.model(tokens.to(p.device)).logits.float().cpu()  # (B, T, V); padding left out of attention
-    out = []
-    for i, row in enumerate(ids):
-        masks = [j for j, t in enumerate(row) if t == p.tok.mask_id]
-        top = logits[i, masks].softmax(-1).topk(k, dim=-1)  # (M, k)
-        out.append([[(p.tok.tokens([t])[0], q) for t, q in zip(idx.tolist(), pr.tolist())]
-                    for idx, pr in zip(top.indices, top.values)])
-    return out
 
 
 def translate(p: Translator, texts: list[str], beam: int, attention: bool) -> list[dict[str, Any]]:

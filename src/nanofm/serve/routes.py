@@ -12,7 +12,7 @@ from fastapi import FastAPI, File, Form, Response, UploadFile
 
 from nanofm.serve.batching import Batcher, RunBatch
 from nanofm.serve.limits import ApiError, Limits, check_items, check_text, open_image, token_limit
-from nanofm.serve.models import Served, fill_masks, generate_png, tag, translate
+from nanofm.serve.models import Served, generate_png, tag, translate
 from nanofm.serve.schemas import ClassifyRequest, FillMaskRequest, GenerateRequest, TagRequest, Texts, TranslateRequest
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -26,7 +26,7 @@ def batch_function(m: Served) -> RunBatch:
     """(inputs, options) -> one output per input, run by the Batcher in the model's worker thread."""
     p = m.predictor
     return {
-        "fill-mask": lambda xs, k: fill_masks(p, xs, k),
+        "fill-mask": lambda xs, k: p(xs, k),
         "translation": lambda xs, o: translate(p, xs, *o),
         "text-classification": lambda xs, k: p(xs, k),
         "token-classification": lambda xs, _: tag(p, xs),

@@ -148,7 +148,7 @@ def score(task: TaskData, model, data: list[dict[str, Tensor]], collate) -> dict
 def build(cfg: FinetuneTaskConfig) -> TaskParts:
     task = load_task(cfg.data.dir)
     tok = load_tokenizer(cfg.data.tokenizer)
-    cfg.model = replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_labels=len(task.labels))
+    cfg = replace(cfg, model=replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_labels=len(task.labels)))
     torch.manual_seed(cfg.train.seed)
     model_cls = BertForSequenceClassification if task.kind == "classification" else BertForTokenClassification
     model = model_cls(cfg.model)
@@ -182,7 +182,7 @@ def build(cfg: FinetuneTaskConfig) -> TaskParts:
                   f"metric {task.metric}): {len(train)} train, {len(dev)} dev, {len(test)} test; from {start}"),
         files=tokenizer_files(cfg.data.tokenizer),
         texts={LABELS_FILE: json.dumps(labels_to_hf(task.labels, len(task.labels)), ensure_ascii=False, indent=1) + "\n"},
-        task_data=task, test_data=test, tokenizer=tok,
+        task_data=task, test_data=test, tokenizer=tok, config=cfg,
     )
 
 

@@ -168,7 +168,7 @@ def build(cfg: MLMTaskConfig) -> TaskParts:
         raise FileNotFoundError(f"{tok_file}: no tokenizer; `nanofm data prepare corpus` trains one "
                                 "(--vocab-size), or set data.tokenizer")
     tok = WordPieceTokenizer.load(tok_file)
-    cfg.model = replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id)
+    cfg = replace(cfg, model=replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id))
     torch.manual_seed(cfg.train.seed)
     model = BertForMaskedLM(cfg.model)
     if cfg.init:
@@ -197,7 +197,7 @@ def build(cfg: MLMTaskConfig) -> TaskParts:
         describe=(f"masked-language-model pretraining ({source}): {len(train)} blocks of <= {cfg.data.max_len} "
                   f"tokens ({n_tokens:,} tokens), {len(valid)} held-out blocks; WordPiece vocabulary {tok.vocab_size}"),
         files={"tokenizer.json": tok_file},
-        tokenizer=tok,
+        tokenizer=tok, config=cfg,
     )
 
 
@@ -224,12 +224,14 @@ class FillMask:
 
     def __call__(self, text: str | list[str], k: int = 5) -> list:
         """For each [MASK] in text, the k likeliest tokens with their probabilities; a list of texts -> one such
-        list each. A text longer than the model is cut at its max_len tokens, with a warning on stderr naming
-        the masks left unfilled."""
-        return [self._fill(t, k) for t in text] if isinstance(text, list) else self._fill(text, k)
+        list each, computed in one padded forward pass. A text longer than the model is cut at its max_len
+        tokens, with a warning on stderr naming the masks left unfilled."""
+        texts = text if isinstance(text, list) else [text]
+        out = self._fill([self._ids_and_masks(t) for t in texts], k) if texts else []
+        return out if isinstance(text, list) else out[0]
 
-    @torch.no_grad()
-    def _fill(self, text: str, k: int) -> list[list[tuple[str, float]]]:
+    def _ids_and_masks(self, text: str) -> tuple[list[int], list[int]]:
+        """([CLS] text [SEP] ids, cut to the model's length; the positions of the masks kept in them)."""
         limit = self.model.cfg.max_len
         ids = self.tok.encode(text).ids  # (T,): [CLS] text [SEP], whole
         masks = [i for i, t in enumerate(ids) if t == self.tok.mask_id]  # positions of masks 1..M
@@ -245,10 +247,26 @@ class FillMask:
             lost = f"{past} past them and {'was' if one else 'were'} not filled" if kept < len(masks) else "every [MASK] lies within them"
             print(f"warning: {what} was truncated at the model's {limit} tokens: {lost}", file=sys.stderr)
             ids, masks = ids[: limit - 1] + [self.tok.sep_id], masks[:kept]  # (limit,): as encode(max_length=limit)
-        probs = self.model(torch.tensor([ids], device=self.device)).logits[0, masks].float().softmax(-1).cpu()  # (M, V)
+        return ids, masks
+
+    @torch.no_grad()
+    def _fill(self, batch: list[tuple[list[int], list[int]]], k: int) -> list[list[list[tuple[str, float]]]]:
+        """One padded forward pass; the MLM head (the vocabulary-sized matmul) runs at the masks only."""
+        tokens = torch.full((len(batch), max(len(ids) for ids, _ in batch)), self.tok.pad_id, dtype=torch.long)  # (B, T)
+        for i, (ids, _) in enumerate(batch):
+            tokens[i, : len(ids)] = torch.tensor(ids)
+        rows = torch.tensor([i for i, (_, masks) in enumerate(batch) for _ in masks])  # (N,) over all masks
+        cols = torch.tensor([j for _, masks in batch for j in masks])
+        h = self.model.bert(tokens.to(self.device))  # (B, T, D); padding left out of attention
+        probs = self.model.mlm_head(h[rows, cols]).float().softmax(-1).cpu()  # (N, V)
         top = probs.topk(k, dim=-1)
-        return [[(self.tok.tokens([i])[0], p) for i, p in zip(idx.tolist(), pr.tolist())]
-                for idx, pr in zip(top.indices, top.values)]
+        words = self.tok.tokens(top.indices.flatten().tolist())
+        answers = [[(w, q) for w, q in zip(words[n * k : (n + 1) * k], pr)] for n, pr in enumerate(top.values.tolist())]
+        out, n = [], 0
+        for _, masks in batch:  # each text's masks, in order
+            out.append(answers[n : n + len(masks)])
+            n += len(masks)
+        return out
 
 
 def excerpt(text: str, n: int = 60) -> str:

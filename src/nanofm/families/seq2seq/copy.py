@@ -152,4 +152,5 @@ def build(cfg: CopyTaskConfig) -> TaskParts:
             f"copy task: encoder-decoder, sequences of {cfg.data.min_len}-{cfg.data.max_len} tokens over "
             f"{cfg.model.vocab_size - 3} symbols"
         ),
+        config=cfg,
     )

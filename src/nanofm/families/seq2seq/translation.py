@@ -223,7 +223,8 @@ def build(cfg: TranslationConfig) -> TaskParts:
         )
     train_pairs = read_tsv(root / "train.tsv")
     tok, tok_path = load_tokenizer(cfg.data, train_pairs)
-    cfg.model = replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id)
+    cfg = replace(cfg, model=replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id, bos_id=tok.bos_id,
+                                     eos_id=tok.eos_id))
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg)
     train = TranslationDataset(train_pairs, tok, cfg.data.max_tokens, drop_long=True)
@@ -245,7 +246,7 @@ def build(cfg: TranslationConfig) -> TaskParts:
         describe=(f"translation ({root.name}): {arch}; {len(train)} training pairs, {len(valid)} valid, {len(test)} test; "
                   f"BPE vocabulary {tok.vocab_size}"),
         files={"tokenizer.json": tok_path},
-        tokenizer=tok, test_data=test,
+        tokenizer=tok, test_data=test, config=cfg,
     )
 
 

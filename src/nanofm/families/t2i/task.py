@@ -182,7 +182,7 @@ def clip_retrieval(clip: CLIP, images: Tensor, tokens: Tensor, pad: Tensor, keys
 
 def build_clip(cfg: CLIPTaskConfig) -> TaskParts:
     train, val, tok = _load_data(cfg.data)
-    cfg.model = replace(cfg.model, text=replace(cfg.model.text, vocab_size=tok.vocab_size, pad_id=tok.pad_id))
+    cfg = replace(cfg, model=replace(cfg.model, text=replace(cfg.model.text, vocab_size=tok.vocab_size, pad_id=tok.pad_id)))
     torch.manual_seed(cfg.train.seed)
     model = CLIP(cfg.model)
     encode = CaptionEncoder(tok, cfg.model.text.max_len)
@@ -205,7 +205,7 @@ def build_clip(cfg: CLIPTaskConfig) -> TaskParts:
         compute_metrics=metrics,
         report=lambda model, data, m: f"caption retrieval top-1 among 100 (val): {m.get('eval/retrieval_top1', float('nan')):.4f}",
         describe=f"CLIP on {Path(cfg.data.dir).name}: {len(train)} train scenes, {len(eval_data)} val; captions in {'+'.join(langs)}",
-        files={"tokenizer.json": Path(cfg.data.dir) / "tokenizer.json"},
+        files={"tokenizer.json": Path(cfg.data.dir) / "tokenizer.json"}, config=cfg,
     )
 
 
@@ -245,8 +245,8 @@ class TextConditioner:
 def build_prior(cfg: PriorTaskConfig) -> TaskParts:
     train, val, _ = _load_data(cfg.data)
     clip_cfg, clip, encode = load_clip(cfg.clip)
-    cfg.model = replace(cfg.model, embed_dim=clip_cfg.model.embed_dim, text_dim=clip_cfg.model.text.d_model,
-                        max_text_len=clip_cfg.model.text.max_len)
+    cfg = replace(cfg, model=replace(cfg.model, embed_dim=clip_cfg.model.embed_dim, text_dim=clip_cfg.model.text.d_model,
+                                     max_text_len=clip_cfg.model.text.max_len))
     embs = {"train": image_embeddings(clip, train.images), "val": image_embeddings(clip, val.images)}
     torch.manual_seed(cfg.train.seed)
     model = DiffusionPrior(cfg.model)
@@ -278,7 +278,7 @@ def build_prior(cfg: PriorTaskConfig) -> TaskParts:
         compute_metrics=metrics,
         report=lambda model, data, m: (f"prior sample vs true image embedding, cosine {m.get('eval/cos_image', float('nan')):.4f} "
                                        f"(the text embedding itself: {m.get('eval/cos_text_baseline', float('nan')):.4f})"),
-        describe=f"diffusion prior on CLIP run {cfg.clip}: {len(train)} train scenes, {len(eval_data)} val",
+        describe=f"diffusion prior on CLIP run {cfg.clip}: {len(train)} train scenes, {len(eval_data)} val", config=cfg,
     )
 
 
@@ -289,7 +289,7 @@ def build_decoder(cfg: DecoderTaskConfig) -> TaskParts:
     train, val, _ = _load_data(cfg.data)
     clip_cfg, clip, _ = load_clip(cfg.clip)
     c, h, w = train.images.shape[1:]
-    cfg.model = replace(cfg.model, cond_dim=clip_cfg.model.embed_dim, image_size=h, in_channels=c)
+    cfg = replace(cfg, model=replace(cfg.model, cond_dim=clip_cfg.model.embed_dim, image_size=h, in_channels=c))
     embs = {"train": image_embeddings(clip, train.images), "val": image_embeddings(clip, val.images)}
     torch.manual_seed(cfg.train.seed)
     model = DiffusionDecoder(cfg.model)
@@ -314,6 +314,7 @@ def build_decoder(cfg: DecoderTaskConfig) -> TaskParts:
         model=model, train_data=SceneExamples(train, fixed=False), eval_data=eval_data, collate=collate, pictures=pictures,
         report=lambda model, data, m: f"held-out diffusion loss {m.get('eval/loss', float('nan')):.4f}",
         describe=f"diffusion decoder (DiT) on CLIP run {cfg.clip}: {len(train)} train scenes, {len(eval_data)} val",
+        config=cfg,
     )
 
 
@@ -335,7 +336,7 @@ def verify(verifier: SceneVerifier, images: Tensor, items: Tensor, colours: Tens
 def build_verifier(cfg: VerifierTaskConfig) -> TaskParts:
     train, val, _ = _load_data(cfg.data)
     c, h, _ = train.images.shape[1:]
-    cfg.model = replace(cfg.model, image_size=h, in_channels=c)
+    cfg = replace(cfg, model=replace(cfg.model, image_size=h, in_channels=c))
     torch.manual_seed(cfg.train.seed)
     model = SceneVerifier(cfg.model)
 
@@ -361,4 +362,5 @@ def build_verifier(cfg: VerifierTaskConfig) -> TaskParts:
         model=model, train_data=SceneExamples(train, fixed=False), eval_data=SceneExamples(val, fixed=True),
         collate=collate, compute_metrics=metrics, report=report,
         describe=f"scene verifier (item and colour per position) on {Path(cfg.data.dir).name}: {len(train)} train scenes",
+        config=cfg,
     )

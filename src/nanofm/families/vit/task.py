@@ -127,8 +127,9 @@ class ImageCollate:
         return batch
 
 
-def load_image_data(cfg: ImageDataConfig, seed: int = 0) -> tuple[ImageSet, ImageSet, ImageSet | None]:
-    """(train, eval, test) sets; fills cfg.mean, cfg.std and cfg.classes from the training split when unset."""
+def load_image_data(cfg: ImageDataConfig, seed: int = 0) -> tuple[ImageSet, ImageSet, ImageSet | None, ImageDataConfig]:
+    """(train, eval, test) sets, and cfg with mean, std (when unset) and classes filled from the training split
+    (cfg itself is left as it was)."""
     train = load_split(cfg.dir, "train")
     if cfg.val_size:
         if not 0 < cfg.val_size < len(train.labels):
@@ -142,9 +143,9 @@ def load_image_data(cfg: ImageDataConfig, seed: int = 0) -> tuple[ImageSet, Imag
         evals = load_split(cfg.dir, cfg.eval_split)
     test = load_split(cfg.dir, cfg.test_split) if cfg.test_split else None
     if cfg.mean is None or cfg.std is None:
-        cfg.mean, cfg.std = channel_stats(train.images)
-    cfg.classes = list(train.classes)
-    return train, evals, test
+        mean, std = channel_stats(train.images)
+        cfg = replace(cfg, mean=mean, std=std)
+    return train, evals, test, replace(cfg, classes=list(train.classes))
 
 
 def _fit_model_to_data(model: ViTConfig, train: ImageSet, n_classes: int) -> ViTConfig:
@@ -185,10 +186,10 @@ def load_mae_encoder(vit: ViT, path: str | Path) -> Path:
 
 
 def build_classify(cfg: ImageClassifyTaskConfig) -> TaskParts:
-    train, evals, test = load_image_data(cfg.data, cfg.train.seed)
+    train, evals, test, data = load_image_data(cfg.data, cfg.train.seed)
     if cfg.data.labels is not None:
         train = _few_labels(train, cfg.data.labels, cfg.train.seed, cfg.data.dir)
-    cfg.model = _fit_model_to_data(cfg.model, train, len(train.classes))
+    cfg = replace(cfg, data=data, model=_fit_model_to_data(cfg.model, train, len(train.classes)))
     torch.manual_seed(cfg.train.seed)
     model = ViT(cfg.model)
     start = "random weights"
@@ -216,7 +217,7 @@ def build_classify(cfg: ImageClassifyTaskConfig) -> TaskParts:
         describe=(f"image classification ({Path(cfg.data.dir).name}, {len(train.classes)} classes, "
                   f"{cfg.model.image_size}x{cfg.model.image_size}x{cfg.model.in_channels}): {len(train_data)} train, "
                   f"{len(eval_data)} {cfg.data.eval_split}, {len(test_data or [])} test; {mode} from {start}"),
-        test_data=test_data,
+        test_data=test_data, config=cfg,
     )
 
 
@@ -238,8 +239,8 @@ def _few_labels(train: ImageSet, n: int, seed: int, where: str) -> ImageSet:
 
 
 def build_mae(cfg: MAETaskConfig) -> TaskParts:
-    train, evals, _ = load_image_data(cfg.data, cfg.train.seed)
-    cfg.model = _fit_model_to_data(cfg.model, train, 0)  # head-less: fine-tuning adds one
+    train, evals, _, data = load_image_data(cfg.data, cfg.train.seed)
+    cfg = replace(cfg, data=data, model=_fit_model_to_data(cfg.model, train, 0))  # head-less: fine-tuning adds one
     torch.manual_seed(cfg.train.seed)
     model = MAE(ViT(cfg.model), cfg.mae)
     collate = ImageCollate(cfg.data.mean, cfg.data.std, cfg.data.augment, with_targets=False)
@@ -254,6 +255,7 @@ def build_mae(cfg: MAETaskConfig) -> TaskParts:
         describe=(f"masked-autoencoder pretraining ({Path(cfg.data.dir).name}): {len(train.labels)} images without "
                   f"their labels, {cfg.mae.mask_ratio:.0%} of {cfg.model.image_size // cfg.model.patch_size}^2 patches "
                   f"masked; {len(eval_data)} held-out images"),
+        config=cfg,
     )
 
 
