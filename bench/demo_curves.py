@@ -77,8 +77,8 @@ def finetune_vision(mae: Path, budget: str, overrides: list[str], out: Path) -> 
 
 
 def mae_vision(budget: str, finetune: str, overrides: list[str], out: Path) -> dict:
-    """Pretrain an MAE as the demo's vision part does (the config, the demo's ViT and MAE overrides, then
-    `overrides`) for `budget`, fine-tune it on the demo's 200 labels for `finetune`; test accuracy (all 10,000)."""
+    """Pretrain an MAE as the demo's vision part does (the config, the demo's ViT overrides, which it applies to
+    every run of the part, then `overrides`) for `budget`, fine-tune it on the demo's 200 labels for `finetune`; test accuracy (all 10,000)."""
     from nanofm.experiments.vision import train_run
 
     cfg = load_task_config("configs/mae-vit-fmnist.yaml", [*DEMO["vit"], f"train.budget={budget}", *overrides])

@@ -30,6 +30,7 @@ from common import REPO, recorded
 DEMO_VIT = REPO / "runs" / "demo" / "vision" / "mae-finetune"  # the demo's fine-tuned ViT, once `make demo` has run
 TOKENIZER = REPO / "data" / "corpus-es" / "tokenizer.json"
 CLIENTS = (1, 8, 32)
+TEXT = "La capital de [MASK] es Madrid."  # the fill-mask request's text
 
 
 def build(kind: str, quick: bool):
@@ -79,7 +80,7 @@ def request_of(kind: str) -> bytes:
     """The bytes of one HTTP/1.1 request (keep-alive) of the kind measured."""
     if kind == "fill-mask":
         path, ctype = "/models/m/fill-mask", "application/json"
-        body = json.dumps({"text": "La capital de [MASK] es Madrid.", "top_k": 5}).encode()
+        body = json.dumps({"text": TEXT, "top_k": 5}).encode()
     else:
         from PIL import Image
 
@@ -193,14 +194,13 @@ def forward_times(quick: bool) -> None:
     import torch
 
     _, predictor = build("fill-mask", quick)
-    text = "La capital de [MASK] es Madrid."
     with torch.inference_mode():
         for n in (1, 8, 32):
-            predictor([text] * n, 5)  # warm-up
+            predictor([TEXT] * n, 5)  # warm-up
             times = []
             for _ in range(5 if quick else 40):
                 t0 = time.perf_counter()
-                predictor([text] * n, 5)
+                predictor([TEXT] * n, 5)
                 times.append(time.perf_counter() - t0)
             ms = 1000 * statistics.median(times)
             print(f"fill-mask forward, {n} text{'s' if n > 1 else ''} in one call: {ms:.2f} ms, {ms / n:.3f} ms a text")

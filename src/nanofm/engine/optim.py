@@ -9,8 +9,8 @@ import re
 import torch
 from torch import nn
 
-from nanofm.engine.config import TrainConfig
 from nanofm.config import ConfigError
+from nanofm.engine.config import TrainConfig
 
 _BLOCK = re.compile(r"^(.*?)\.?layers\.(\d+)\.")  # "encoder.layers.3.ff.fc1.weight" -> ("encoder", "3")
 
@@ -40,15 +40,14 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0
     With layer_decay < 1 (fine-tuning a pretrained encoder, as BEiT and MAE do), a parameter at depth d of
     L + 1 (see layer_depths) learns at lr * layer_decay ** (L + 1 - d): the head at the full rate, each block
     below at a smaller one, so that the pretrained features change less than the new head."""
-    depths, top = ({}, 0) if layer_decay == 1 else layer_depths(model)
-    top += 1
+    depths, n_layers = layer_depths(model) if layer_decay < 1 else ({}, 0)
     groups: dict[tuple[float, float], list[nn.Parameter]] = {(weight_decay, 1.0): [], (0.0, 1.0): []}
     seen = set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:  # tied weights appear once
             continue
         seen.add(id(p))
-        scale = layer_decay ** (top - depths[name]) if depths else 1.0
+        scale = layer_decay ** (n_layers + 1 - depths[name]) if depths else 1.0
         groups.setdefault((weight_decay if p.ndim >= 2 else 0.0, scale), []).append(p)
     return [{"params": ps, "weight_decay": wd, "lr_scale": scale} for (wd, scale), ps in groups.items()
             if ps or scale == 1.0]  # the two plain groups always, as checkpoints of runs without decay have them

@@ -276,8 +276,9 @@ class Trainer:
         torch._foreach_mul_([p.grad for p in params], scale)
         norm = fsdp.full(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))).item()
         if math.isfinite(loss) and math.isfinite(norm):
+            lr = lr_at(self.state.step, self.state.total_steps or 10**9, cfg)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr_at(self.state.step, self.state.total_steps or 10**9, cfg) * group.get("lr_scale", 1.0)
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             self.optimizer.step()
             if hasattr(self.model, "after_optimizer_step"):  # e.g. a moving average of the weights
                 self.model.after_optimizer_step()
