@@ -4,6 +4,7 @@ and budget, scored as the demo scores it. Each variant is a list of config overr
   python bench/demo_curves.py translation --budget 150s --model transformer --set train.batch_size=96
   python bench/demo_curves.py mlm --budget 4m --set train.lr=3e-3
   python bench/demo_curves.py vision-finetune --mae runs/demo/vision/mae --budget 40s --set train.lr=5e-4
+  python bench/demo_curves.py vision-scratch --budget 110s --set model.pool=mean
   python bench/demo_curves.py vision-mae --budget 90s --finetune 20s --set train.batch_size=64
   python bench/demo_curves.py t2i-decoder --t2i runs/demo/t2i --budget 4m --set model.patch_size=8
   python bench/demo_curves.py clip --budget 100s --set model.image.n_layers=2
@@ -76,7 +77,21 @@ def finetune_vision(mae: Path, budget: str, overrides: list[str], out: Path) -> 
             "steps": r["steps"], "test_accuracy": round(r["test_accuracy"], 4)}
 
 
-def mae_vision(budget: str, finetune: str, overrides: list[str], out: Path) -> dict:
+def scratch_vision(budget: str, overrides: list[str], out: Path) -> dict:
+    """Train the demo's ViT from scratch on its labelled subset, as the demo's vision part does (the config,
+    the demo's ViT overrides, then `overrides`) for `budget`; test accuracy (all 10,000)."""
+    from nanofm.experiments.vision import train_run
+    from nanofm.experiments.demo_plan import LABELS
+
+    cfg = load_task_config("configs/vit-fmnist.yaml", [*DEMO["vit"], f"data.labels={LABELS['laptop']['vision']}",
+                                                       f"train.budget={budget}", *overrides])
+    shutil.rmtree(out, ignore_errors=True)
+    r = train_run(cfg, out)
+    return {"kind": "vision-scratch", "budget": budget, "overrides": overrides, "steps": r["steps"],
+            "test_accuracy": round(r["test_accuracy"], 4)}
+
+
+def mae_vision(budget: str, finetune: str, overrides: list[str], out: Path, ft_overrides: list[str] = ()) -> dict:
     """Pretrain an MAE as the demo's vision part does (the config, the demo's ViT overrides, which it applies to
     every run of the part, then `overrides`) for `budget`, fine-tune it on the demo's 200 labels for `finetune`; test accuracy (all 10,000)."""
     from nanofm.experiments.vision import train_run
@@ -84,9 +99,9 @@ def mae_vision(budget: str, finetune: str, overrides: list[str], out: Path) -> d
     cfg = load_task_config("configs/mae-vit-fmnist.yaml", [*DEMO["vit"], f"train.budget={budget}", *overrides])
     shutil.rmtree(out, ignore_errors=True)
     r = train_run(cfg, out / "mae")
-    ft = finetune_vision(out / "mae", finetune, [], out / "finetune")
+    ft = finetune_vision(out / "mae", finetune, list(ft_overrides), out / "finetune")
     return {"kind": "vision-mae", "budget": budget, "finetune": finetune, "overrides": overrides,
-            "mae_steps": r["steps"], "finetune_steps": ft["steps"], "test_accuracy": ft["test_accuracy"]}
+            "finetune_overrides": list(ft_overrides), "mae_steps": r["steps"], "finetune_steps": ft["steps"], "test_accuracy": ft["test_accuracy"]}
 
 
 def decoder_t2i(t2i: Path, budget: str, overrides: list[str], out: Path) -> dict:
@@ -114,20 +129,26 @@ def decoder_t2i(t2i: Path, budget: str, overrides: list[str], out: Path) -> dict
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=list(CONFIGS) + ["translation", "vision-finetune", "vision-mae", "t2i-decoder"])
+    p.add_argument("kind", choices=list(CONFIGS) + ["translation", "vision-scratch", "vision-finetune", "vision-mae",
+                                                    "t2i-decoder"])
     p.add_argument("--finetune", default="20s", help="vision-mae: the fine-tune's budget")
     p.add_argument("--mae", type=Path, help="vision-finetune: the MAE run folder to fine-tune")
     p.add_argument("--t2i", type=Path, help="t2i-decoder: a demo's t2i folder (its clip and prior runs)")
     p.add_argument("--model", default="transformer", choices=["rnn", "transformer"])
     p.add_argument("--budget", default="150s")
     p.add_argument("--out", type=Path, default=Path("/tmp/demo-curves"))
+    p.add_argument("--finetune-set", dest="ft_overrides", nargs="*", default=[],
+                   help="vision-mae: config overrides of the fine-tune")
     p.add_argument("--set", dest="overrides", nargs="*", default=[], help="config overrides")
     a = p.parse_args()
     if a.kind == "vision-finetune":
         print(json.dumps(finetune_vision(a.mae, a.budget, a.overrides, a.out / a.kind)), flush=True)
         return
+    if a.kind == "vision-scratch":
+        print(json.dumps(scratch_vision(a.budget, a.overrides, a.out / a.kind)), flush=True)
+        return
     if a.kind == "vision-mae":
-        print(json.dumps(mae_vision(a.budget, a.finetune, a.overrides, a.out / a.kind)), flush=True)
+        print(json.dumps(mae_vision(a.budget, a.finetune, a.overrides, a.out / a.kind, a.ft_overrides)), flush=True)
         return
     if a.kind == "t2i-decoder":
         print(json.dumps(decoder_t2i(a.t2i, a.budget, a.overrides, a.out / a.kind)), flush=True)
