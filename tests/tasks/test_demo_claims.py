@@ -103,3 +103,23 @@ def test_weights_split_the_time():
         clock.t += budgets[-1]
         share.finish()
     assert budgets == pytest.approx([20.0, 10.0, 10.0]) and clock.t == pytest.approx(40.0)
+
+
+def test_a_share_of_two_runs_sets_aside_two_overheads():
+    """A label-curve point trains two runs from one share: each costs the overhead. One single run, then a pair,
+    each run 10 s beyond its budget: the pair's share is sized with two overheads set aside, so it still ends by
+    the deadline, and the overhead measured on it is per run. Catches: one overhead set aside for a pair (the
+    last point overran: the demo's vision part took 113% of its share under load), a pair's overhead taken
+    for one run's (every later share sized too small)."""
+    clock = _Clock()
+    share = TimeShare(100.0, [1.0, 1.0], overhead=10.0, clock=clock, runs=[1, 2])
+    first = share.start()
+    assert first == pytest.approx((100 - 3 * 10.0) / 2)
+    clock.t += first + 10.0
+    share.finish()
+    pair = share.start()
+    clock.t += pair + 2 * 10.0  # both runs of the point, each 10 s beyond its half
+    share.finish()
+    assert clock.t == pytest.approx(100.0) and share.overhead == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="one count >= 1 per weight"):
+        TimeShare(100.0, [1.0, 1.0], runs=[1])

@@ -72,7 +72,8 @@ def benchmark_beto(run_dirs: list[str], tasks_dir: str | Path, tasks: list[str],
     rows, lengths = [], {}  # lengths: (task, column) -> the training time of its first seed's run
     n_table = len(tasks) * len(columns) * seeds
     bar = progress_bar(total=n_table + 2 * pairs, desc="benchmark beto", unit="run", enabled=progress)
-    share = TimeShare(deadline, [1.0] * n_table + [2.0] * pairs) if deadline is not None else None
+    share = TimeShare(deadline, [1.0] * n_table + [2.0] * pairs, runs=[1] * n_table + [2] * pairs) \
+        if deadline is not None else None
     for name in tasks:
         task_dir = Path(tasks_dir) / name
         task = load_task(task_dir)

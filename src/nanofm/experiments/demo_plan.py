@@ -14,6 +14,9 @@ from nanofm.viz.report import clock
 
 PARTS = ("translation", "bert", "vision", "t2i")
 SHARES = {"translation": 0.2, "bert": 0.3, "vision": 0.28, "t2i": 0.22}  # of the time left, among the parts left
+# Vision took 8% from text to image (was 20/30/20/30): MAE gained with time (the vision part alone at 9 minutes,
+# +2.25 points, bench/results/demo-vision-9m-20261207.txt), and text to image kept its claim at 6:32 (caption
+# fidelity 83.0%, CLIP 80.9%, bench/results/demo-20261207-1528-report.md).
 TITLES = {"translation": "Translation: RNN with attention vs Transformer", "bert": "Spanish BERT and the BETO table",
           "vision": "Vision Transformer, with and without MAE pretraining",
           "t2i": "Text to image: CLIP, diffusion prior, diffusion decoder (DALL-E 2)"}
@@ -49,6 +52,9 @@ DEMO = {"translate-rnn": _SEQ, "translate-transformer": [*_SEQ, "model.d_model=1
         "mae": ["mae.decoder_dim=32", "mae.decoder_layers=1", "mae.decoder_heads=2", "mae.decoder_d_ff=128"],
         "clip": ["model.text.n_layers=2", "model.image.n_layers=2"],
         "decoder": ["train.batch_size=32", "model.n_layers=2", "train.lr=2e-3"]}
+# The MAE decoder is 1 block 32 wide (the config's: 2 blocks 64 wide): the decoder, over all 49 positions, cost
+# more than the encoder over the 12 visible ones; MAE pretrains at 1,893 images/s instead of ~960, its linear probe
+# 69.93% against 68.62% at 9 minutes (bench/results/demo-vision-9m-dec32-20261207.txt).
 # CLIP's two towers are 2 blocks deep instead of 4: twice the steps in its 100 s, and caption retrieval top-1
 # among 100 (validation scenes) 84.85% against 77.35% (bench/results/demo-curves-clip-20261207.txt).
 # The diffusion decoder trains at batch 32, twice the steps of the config's 64 in the same time: after 4 minutes

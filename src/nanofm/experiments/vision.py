@@ -79,7 +79,7 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     few = [f"data.labels={labels}"] if labels is not None else []
     pairs = len(curve) - (1 if labels in curve else 0)  # points that train both starts (the other: one run, as long
     weights = [1.0, pretrain_share, 1 - pretrain_share, probe_weight, *[2 * (1 - pretrain_share)] * pairs]  # as the table's)
-    share = TimeShare(deadline, weights) if deadline is not None else None
+    share = TimeShare(deadline, weights, runs=[1, 1, 1, 1, *[2] * pairs]) if deadline is not None else None
 
     def sized(length: str) -> str:  # the run's budget: as given, or its share of the time left
         return length if share is None else format_duration(share.start())
