@@ -92,8 +92,9 @@ def scratch_vision(budget: str, overrides: list[str], out: Path) -> dict:
 
 
 def mae_vision(budget: str, finetune: str, overrides: list[str], out: Path, ft_overrides: list[str] = ()) -> dict:
-    """Pretrain an MAE as the demo's vision part does (the config, the demo's ViT overrides, which it applies to
-    every run of the part, then `overrides`) for `budget`, fine-tune it on the demo's 200 labels for `finetune`; test accuracy (all 10,000)."""
+    """Pretrain an MAE on the config with the demo's ViT overrides (which it applies to every run of the part),
+    then `overrides`, for `budget`; fine-tune it on the demo's 200 labels for `finetune`; test accuracy (all
+    10,000). The demo's MAE decoder (DEMO["mae"]) is not applied: pass it with --set to match the demo."""
     from nanofm.experiments.vision import train_run
 
     cfg = load_task_config("configs/mae-vit-fmnist.yaml", [*DEMO["vit"], f"train.budget={budget}", *overrides])

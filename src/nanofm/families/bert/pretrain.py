@@ -262,11 +262,8 @@ class FillMask:
         top = probs.topk(k, dim=-1)
         words = self.tok.tokens(top.indices.flatten().tolist())
         answers = [[(w, q) for w, q in zip(words[n * k : (n + 1) * k], pr)] for n, pr in enumerate(top.values.tolist())]
-        out, n = [], 0
-        for _, masks in batch:  # each text's masks, in order
-            out.append(answers[n : n + len(masks)])
-            n += len(masks)
-        return out
+        it = iter(answers)  # the masks of all texts, in order
+        return [[next(it) for _ in masks] for _, masks in batch]
 
 
 def excerpt(text: str, n: int = 60) -> str:
