@@ -19,6 +19,8 @@ from nanofm.registry import task, task_names
 from nanofm.runs import Run, load_trained, open_run
 from nanofm.viz import plot_loss_curve
 
+AFTER_FIT = 0.3  # seconds a budget run leaves for finish_run (loss-curve plot, model card) after its training
+
 
 def load_task_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Any:
     """Read a run config (a file, or the name of a shipped one: find_config); its `task:` key chooses the config
@@ -57,7 +59,7 @@ def task_trainer(parts: TaskParts, cfg: Any, run_dir: Path, resume: str | None =
     resolved = cfg if parts.config is None else replace(parts.config, train=cfg.train)  # the caller's training settings
     trainer = Trainer(parts.model, parts.train_data, cfg.train, eval_data=parts.eval_data, collate=parts.collate,
                       compute_metrics=parts.compute_metrics, run_dir=run_dir, config_yaml=to_yaml(resolved), resume=resume,
-                      progress=progress)
+                      progress=progress, after_fit=AFTER_FIT)
     if copy_files:
         try:
             import matplotlib.figure  # noqa: F401  (heavy, optional: imported now, so the end-of-run plot costs no budget)

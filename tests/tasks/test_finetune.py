@@ -216,6 +216,28 @@ def test_few_labels_are_a_seeded_choice_shared_by_both_columns(pretrained, tasks
     assert len(chosen(False, "data.labels=1000")) == len(everything) == 80
 
 
+
+def test_dev_size_bounds_the_evaluation_set_with_one_choice_for_every_run(pretrained, tasks):
+    """data.dev_size=7: 7 of the dev examples, the same 7 from pretrained and random weights and from any
+    train.seed, not the first 7; the test split whole. Catches: the bound ignored (a short run's evaluations
+    eat its budget), runs of one table scored on different dev examples, the test split cut too."""
+    from nanofm.config import from_dict
+    from nanofm.tasks import build_task
+    from nanofm.families.bert.finetune import FinetuneTaskConfig, finetune_config
+
+    def parts(scratch: bool, **over: int):
+        data = finetune_config(pretrained, str(tasks[0]), scratch)
+        for key, value in over.items():
+            section, name = key.split("__")
+            data[section][name] = value
+        built = build_task(from_dict(FinetuneTaskConfig, data))
+        return [e["tokens"].tolist() for e in built.eval_data], len(built.test_data)
+
+    (few, n_test), (everything, n_test_all) = parts(False, data__dev_size=7), parts(False)
+    assert len(few) == 7 < len(everything) and few != everything[:7] and n_test == n_test_all
+    assert few == parts(True, data__dev_size=7)[0] == parts(False, data__dev_size=7, train__seed=3)[0]
+    assert all(e in everything for e in few)
+
 # ---------------------------------------------------------------- using a fine-tuned run: nanofm.load, predict
 
 

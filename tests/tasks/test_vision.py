@@ -194,6 +194,37 @@ def test_vision_table_from_known_runs(data, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "b" / "table.json").read_text()) == result
 
 
+
+def test_with_a_deadline_both_columns_get_the_same_training_time(data, tmp_path, monkeypatch):
+    """Sized from the time left before a deadline, MAE pretraining + fine-tuning get the scratch run's seconds,
+    split by pretrain_share. Catches: each run sized from the time left
+    after the one before (the scratch run's overrun and overhead then came out of MAE's time: 154 s against 173 s
+    in a 30-minute demo), the split inverted."""
+    import time
+    from nanofm.config import to_yaml
+    from nanofm.engine.config import parse_duration
+    from nanofm.experiments import vision as bv
+
+    runs = {}
+
+    def train_run(cfg, out, progress=False, subset=None, only_subset=False):
+        runs[out.name] = parse_duration(cfg.train.budget)
+        if out.name == "scratch":
+            time.sleep(1.0)  # an overrun the MAE columns must not pay for
+        if cfg.task == "mae":
+            out.mkdir(parents=True)
+            (out / "config.yaml").write_text(to_yaml(cfg))
+            return {"steps": 30, "images_per_s": 300.0, "seconds": 1.6}
+        return {"steps": 20, "images_per_s": 100.0, "seconds": 3.2, "test_accuracy": 0.5}
+
+    monkeypatch.setattr(bv, "train_run", train_run)
+    bv.benchmark_vision("configs/vit-fmnist.yaml", "configs/mae-vit-fmnist.yaml", "10m", tmp_path / "b",
+                        pretrain_share=0.75, overrides=[f"data.dir={data}", *TINY], mae_overrides=MAE_TINY[len(TINY):],
+                        log=lambda _: None, deadline=time.time() + 220, probe_weight=0.2)
+    assert 90 <= runs["scratch"] <= 100  # (220 s less 4 runs' guessed overhead) * 1 / 2.2
+    assert abs(runs["mae"] + runs["mae-finetune"] - runs["scratch"]) <= 1
+    assert abs(runs["mae"] - 0.75 * runs["scratch"]) <= 1
+
 def test_vision_label_curve_trains_both_starts_on_the_fine_tunes_budget(data, tmp_path, monkeypatch):
     """The label curve: at each count, MAE + fine-tune (from the table's MAE run) and from scratch, every run on the
     fine-tune's budget and with that count of labels; the table's fine-tune is its point at `labels`. Catches: a

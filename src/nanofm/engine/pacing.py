@@ -15,9 +15,9 @@ REPLANS = 10
 
 class Pacer:
     def __init__(self, budget: float, start: float, first_step: int, warmup_steps: int, eval_every: int,
-                 save_every: int, t_save: float):
+                 save_every: int, t_save: float, after_fit: float = 0.0):
         self.budget, self.start, self.first_step, self.warmup_steps = budget, start, first_step, warmup_steps
-        self.eval_every, self.save_every, self.t_save = eval_every, save_every, t_save
+        self.eval_every, self.save_every, self.t_save, self.after_fit = eval_every, save_every, t_save, after_fit
         self.marked, self.t, self.step, self.overhead, self.t_eval = False, 0.0, first_step, 0.0, 0.0
 
     def mark(self, step: int) -> None:
@@ -39,8 +39,9 @@ class Pacer:
 
     def length(self, step: int, t_step: float) -> int:
         """The run's total steps, from `step`, if the rest runs at t_step a step with this pacer's evaluation and
-        save costs: what is left of the budget, less the final evaluation, save and plot."""
-        remaining = self.budget - (time.perf_counter() - self.start) - self.t_eval - self.t_save - 0.3
+        save costs: what is left of the budget, less the final evaluation and save, and what the caller does after
+        the run (after_fit: e.g. the loss-curve plot)."""
+        remaining = self.budget - (time.perf_counter() - self.start) - self.t_eval - self.t_save - self.after_fit
         per_step = (t_step + (self.t_eval / self.eval_every if self.eval_every else 0)
                     + (self.t_save / self.save_every if self.save_every else 0))
         return step + max(1, int(remaining / per_step))

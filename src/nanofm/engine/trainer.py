@@ -55,8 +55,10 @@ class Trainer:
         config_yaml: str = "",
         resume: str | None = None,
         progress: bool = True,
+        after_fit: float = 0.0,
     ):
         self.cfg, self.train_data, self.eval_data = cfg, train_data, eval_data
+        self.after_fit = after_fit  # seconds the caller spends after fit() within a budget (e.g. a plot)
         self.collate, self.compute_metrics, self.config_yaml = collate, compute_metrics, config_yaml
         self.dist = dist.setup(cfg.device)
         self.device = self.dist.device
@@ -203,7 +205,8 @@ class Trainer:
             return None
         n_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters()) * 3  # weights + AdamW moments
         t_save = save_seconds(n_bytes) if self.run_dir is not None else 0.0
-        return Pacer(budget, start, self.state.step, self.cfg.warmup_steps, self.cfg.eval_every, self.cfg.save_every, t_save)
+        return Pacer(budget, start, self.state.step, self.cfg.warmup_steps, self.cfg.eval_every, self.cfg.save_every, t_save,
+                     self.after_fit)
 
     def _pace(self, pacer: Pacer, start: float, bar: Bar) -> None:
         """After a step: measure the warm-up, then fix the length; later correct it with the pace since the last

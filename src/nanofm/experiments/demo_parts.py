@@ -22,6 +22,7 @@ from nanofm.experiments.beto import benchmark_beto, format_table
 from nanofm.experiments.compare import compare_translation
 from nanofm.experiments.demo_plan import (
     CURVES,
+    DEV_SIZE,
     FILL_MASK,
     LABELS,
     MAE_SHARE,
@@ -127,7 +128,9 @@ def bert(demo: Demo, budget: float) -> Section:
         silver = [t for t in tasks if load_task(tasks_dir / t).silver]
         lines += ["### Fine-tuning: pretrained vs random weights", "",
                   f"Each run fine-tunes on {labels} labelled training examples of its task (a seeded random "
-                  "choice, the same for both columns): the scarce-label setting where a pretrained model pays most.",
+                  "choice, the same for both columns): the scarce-label setting where a pretrained model pays most. "
+                  f"While training it is evaluated on {DEV_SIZE} dev examples (the same for every run), and its best "
+                  "checkpoint on the whole test split.",
                   "", format_table(result)]
         if silver:
             lines.append(f"Silver labels (spaCy's `es_core_news_sm`, not human): {', '.join(silver)}.\n")

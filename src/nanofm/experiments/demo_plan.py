@@ -46,9 +46,13 @@ _SEQ = ["data.bleu_sentences=0", "data.valid_sentences=200", "train.eval_every=0
 # model at batch 64 (bench/results/demo-curves-mlm-20261207.txt). Its attention has ALiBi's distance bias
 # (model.position_bias): past BERT's plateau near 15% in about a minute instead of staying on it
 # (bench/results/demo-curves-mlm-alibi-20261207.txt).
+DEV_SIZE = 256  # dev examples a BETO-table run evaluates on while training: the whole dev split of LibreOffice
+# areas (2,368 texts) took 5 s an evaluation, so a 13 s run trained 35 steps and stayed at the majority class
+# (bench/results/demo-20261207-1645.txt)
 DEMO = {"translate-rnn": _SEQ, "translate-transformer": [*_SEQ, "model.d_model=128", "model.d_ff=512"],
         "mlm": ["train.precision=bf16", "train.warmup_steps=100", "model.d_model=128", "model.d_ff=512",
                 "model.n_heads=2", "model.n_layers=2", "train.batch_size=16", "model.position_bias=alibi"],
+        "finetune": [f"data.dev_size={DEV_SIZE}"],
         "vit": ["train.warmup_steps=50"],
         "mae": ["mae.decoder_dim=32", "mae.decoder_layers=1", "mae.decoder_heads=2", "mae.decoder_d_ff=128"],
         "clip": ["model.text.n_layers=2", "model.image.n_layers=2"],

@@ -78,8 +78,10 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     pre_budget, ft_budget = format_duration(total * pretrain_share), format_duration(total * (1 - pretrain_share))
     few = [f"data.labels={labels}"] if labels is not None else []
     pairs = len(curve) - (1 if labels in curve else 0)  # points that train both starts (the other: one run, as long
-    weights = [1.0, pretrain_share, 1 - pretrain_share, probe_weight, *[2 * (1 - pretrain_share)] * pairs]  # as the table's)
-    share = TimeShare(deadline, weights, runs=[1, 1, 1, 1, *[2] * pairs]) if deadline is not None else None
+    # with a deadline: one share for the two columns (3 runs: scratch, MAE, fine-tune), split so that both get the
+    # same training time; then the probe; then each curve point (2 runs as long as the fine-tune, as the table's)
+    weights = [2.0, probe_weight, *[2 * (1 - pretrain_share)] * pairs]
+    share = TimeShare(deadline, weights, runs=[3, 1, *[2] * pairs]) if deadline is not None else None
 
     def sized(length: str) -> str:  # the run's budget: as given, or its share of the time left
         return length if share is None else format_duration(share.start())
@@ -88,28 +90,26 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
         if share is not None:
             share.finish()
 
-    budget = sized(budget)
+    if share is not None:
+        column = share.start() / 2  # seconds of each column
+        budget, pre_budget, ft_budget = (format_duration(column * f) for f in (1.0, pretrain_share, 1 - pretrain_share))
     log(f"== ViT from scratch, {budget}")
     scratch_cfg = load_task_config(scratch_config, [*overrides, *few, f"train.budget={budget}"])
     scratch = train_run(scratch_cfg, out / "scratch", progress)
-    ended()
     log(f"   test accuracy {scratch['test_accuracy']:.4f}, {scratch['images_per_s']:.0f} images/s")
 
-    pre_budget = sized(pre_budget)
     mae_cfg = load_task_config(mae_config, [*overrides, *mae_overrides, f"train.budget={pre_budget}"])
     keys = ("d_model", "n_layers", "n_heads", "d_ff", "patch_size", "pool", "pos")
     if any(getattr(mae_cfg.model, k) != getattr(scratch_cfg.model, k) for k in keys):
         raise ConfigError(f"{mae_config} and {scratch_config} must describe the same ViT ({', '.join(keys)})")
     log(f"== MAE pretraining, {pre_budget}")
     mae = train_run(mae_cfg, out / "mae", progress)
-    ended()
     log(f"   {mae['images_per_s']:.0f} images/s")
 
     def from_mae(linear_probe: bool, length: str, name: str, subset: int | None = None) -> dict[str, float]:
         cfg = mae_finetune_config(out / "mae", scratch_cfg, linear_probe, [*overrides, *few, f"train.budget={length}"])
         return train_run(cfg, out / name, progress, subset)
 
-    ft_budget = sized(ft_budget)
     log(f"== MAE encoder fine-tuned, {ft_budget}")
     finetuned = from_mae(False, ft_budget, "mae-finetune", CURVE_TEST if labels in curve else None)
     ended()

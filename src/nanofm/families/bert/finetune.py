@@ -45,9 +45,13 @@ class FinetuneDataConfig:
     max_len: int = 128  # longer examples are truncated
     labels: int | None = None  # train on this many labelled examples (a seeded random choice; None: all), the
     # scarce-label setting where pretraining pays most
+    dev_size: int | None = None  # evaluate while training on this many dev examples (the same seeded choice for
+    # every run; None: all): a short run's evaluations then cost seconds, not most of its time
 
     def __post_init__(self):
         require(self.labels is None or self.labels >= 1, f"must be at least 1 (or null: all), got {self.labels}", "labels")
+        require(self.dev_size is None or self.dev_size >= 1, f"must be at least 1 (or null: all), got {self.dev_size}",
+                "dev_size")
 
 
 @dataclass
@@ -167,6 +171,9 @@ def build(cfg: FinetuneTaskConfig) -> TaskParts:
     if cfg.data.labels is not None and cfg.data.labels < len(train):
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.train.seed))
         train = [train[i] for i in sorted(order[: cfg.data.labels].tolist())]
+    if cfg.data.dev_size is not None and cfg.data.dev_size < len(dev):  # one choice for every run and seed
+        order = torch.randperm(len(dev), generator=torch.Generator().manual_seed(0))
+        dev = [dev[i] for i in sorted(order[: cfg.data.dev_size].tolist())]
     collate = PadCollate({"tokens": tok.pad_id, "segments": 0, "targets": IGNORE_INDEX})
 
     def report(model, eval_data, metrics) -> str:
