@@ -112,7 +112,7 @@ LAYERS = [
     ("text", "vision", "viz"),
     ("config", "progress"),
     ("text_files",),
-    ("errors", "version"),
+    ("errors", "version", "hashing"),
 ]
 RANK = {group: len(LAYERS) - i for i, groups in enumerate(LAYERS) for group in groups}
 

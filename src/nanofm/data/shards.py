@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from nanofm.errors import DataError
+from nanofm.hashing import sha256_file
 from nanofm.text.wordpiece import WordPieceTokenizer
 
 FORMAT = "nanofm-shards/1"
@@ -41,14 +42,6 @@ DEFAULT_SHARD_TOKENS = 1 << 24  # 16,777,216 tokens: 32 MB of uint16 ids a shard
 TEXT_SUFFIXES = (".txt", ".text", "")  # documents separated by a blank line, one paragraph per line
 JSON_SUFFIXES = (".jsonl", ".json")  # JSON Lines, one document per line (its `text_field`)
 ARROW_SUFFIXES = (".parquet", ".arrow")  # Hugging Face `datasets` files (needs pyarrow)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- reading documents, streaming

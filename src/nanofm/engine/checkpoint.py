@@ -18,7 +18,6 @@ unpickled: `.pt`/`.bin` files go through torch.load(weights_only=True), with no 
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from torch import Tensor, nn
 
 from nanofm.engine.tracking import to_stderr
 from nanofm.errors import UserError
+from nanofm.hashing import sha256_file
 
 MANIFEST = "manifest.json"
 PREFIX = "step-"
@@ -67,14 +67,6 @@ def _fsync_dir(path: Path) -> None:
 def _write_text(path: Path, text: str) -> None:
     path.write_text(text)
     _fsync_file(path)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checkpoint_name(step: int, micro: int = 0) -> str:
@@ -169,7 +161,7 @@ def _write_run_files(tmp: Path, state: dict[str, Any], config_yaml: str) -> None
     """The run state and the config, then the manifest of every file in `tmp` (written last)."""
     _write_text(tmp / "trainer_state.json", json.dumps(state, indent=1))
     _write_text(tmp / "config.yaml", config_yaml)
-    files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(tmp.iterdir())}
+    files = {p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
     _write_text(tmp / MANIFEST, json.dumps({"files": files}, indent=1))
     _fsync_dir(tmp)
 
@@ -254,7 +246,7 @@ def verify(ckpt: Path) -> None:
         size = path.stat().st_size
         if size != info["size"]:
             raise CheckpointError(f"{path}: truncated or altered ({size} bytes, expected {info['size']})")
-        if _sha256(path) != info["sha256"]:
+        if sha256_file(path) != info["sha256"]:
             raise CheckpointError(f"{path}: corrupted (SHA-256 does not match the manifest)")
 
 

@@ -17,7 +17,9 @@ SHARES = {"translation": 0.2, "bert": 0.3, "vision": 0.28, "t2i": 0.22}  # of th
 # Vision took 8% from text to image (was 20/30/20/30): MAE gained with time in the vision part alone (+2.25 points
 # at 9 minutes, bench/results/demo-vision-9m-20261207.txt), though not in the 30-minute demo (-0.48 points,
 # bench/results/demo-20261207-1528-report.md), where text to image kept its claim at 6:32 (caption fidelity
-# 83.0%, CLIP 80.9%).
+# 83.0%, CLIP 80.9%). More vision time does not carry MAE either: with both columns the same time, +1.37 points in
+# the 30-minute demo (bench/results/demo-20261207-1808-report.md), +0.13 with the vision part alone at 10 minutes
+# (bench/results/demo-vision-10m-20261207.txt).
 TITLES = {"translation": "Translation: RNN with attention vs Transformer", "bert": "Spanish BERT and the BETO table",
           "vision": "Vision Transformer, with and without MAE pretraining",
           "t2i": "Text to image: CLIP, diffusion prior, diffusion decoder (DALL-E 2)"}

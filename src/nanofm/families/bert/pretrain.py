@@ -26,7 +26,8 @@ from nanofm.config import require, require_fits
 from nanofm.core.output import IGNORE_INDEX
 from nanofm.data.collate import pad_sequences
 from nanofm.data.corpus import read_corpus
-from nanofm.data.shards import ShardBlocks, sha256_file
+from nanofm.data.shards import ShardBlocks
+from nanofm.hashing import sha256_file
 from nanofm.engine import TrainConfig
 from nanofm.engine.checkpoint import load_model_weights, pick_checkpoint
 from nanofm.engine.task import TaskParts
