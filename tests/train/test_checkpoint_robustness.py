@@ -134,8 +134,8 @@ def test_manifest_names_outside_the_checkpoint_are_refused(tmp_path, monkeypatch
     manifest["files"][name] = {"size": target.stat().st_size, "sha256": hashlib.sha256(target.read_bytes()).hexdigest()}
     (root / "step-000010" / "manifest.json").write_text(json.dumps(manifest))
     read = []
-    real_sha = ckpt_io._sha256
-    monkeypatch.setattr(ckpt_io, "_sha256", lambda p: read.append(p) or real_sha(p))
+    real_sha = ckpt_io.sha256_file
+    monkeypatch.setattr(ckpt_io, "sha256_file", lambda p: read.append(p) or real_sha(p))
     with pytest.raises(CheckpointError, match=f"^{re.escape(str(root / 'step-000010/manifest.json'))}: refused file name"):
         ckpt_io.verify(root / "step-000010")
     assert all(p.parent == root / "step-000010" for p in read)
