@@ -77,7 +77,7 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     out = Path(out)
     pre_budget, ft_budget = format_duration(total * pretrain_share), format_duration(total * (1 - pretrain_share))
     few = [f"data.labels={labels}"] if labels is not None else []
-    pairs = len(curve) - (1 if labels in curve else 0)  # points that train both starts (the other: one run, as long
+    pairs = len(curve) - (1 if labels in curve else 0)  # points that train both starts (the other is the fine-tune)
     # with a deadline: one share for the two columns (3 runs: scratch, MAE, fine-tune), split so that both get the
     # same training time; then the probe; then each curve point (2 runs as long as the fine-tune, as the table's)
     weights = [2.0, probe_weight, *[2 * (1 - pretrain_share)] * pairs]

@@ -168,12 +168,8 @@ def build(cfg: FinetuneTaskConfig) -> TaskParts:
         start = f"pretrained weights {weights}"
     max_len = min(cfg.data.max_len, cfg.model.max_len)
     train, dev, test = (encode_examples(task, s, tok, max_len) for s in ("train", "dev", "test"))
-    if cfg.data.labels is not None and cfg.data.labels < len(train):
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.train.seed))
-        train = [train[i] for i in sorted(order[: cfg.data.labels].tolist())]
-    if cfg.data.dev_size is not None and cfg.data.dev_size < len(dev):  # one choice for every run and seed
-        order = torch.randperm(len(dev), generator=torch.Generator().manual_seed(0))
-        dev = [dev[i] for i in sorted(order[: cfg.data.dev_size].tolist())]
+    train = _seeded_subset(train, cfg.data.labels, cfg.train.seed)
+    dev = _seeded_subset(dev, cfg.data.dev_size, 0)  # one choice for every run and seed
     collate = PadCollate({"tokens": tok.pad_id, "segments": 0, "targets": IGNORE_INDEX})
 
     def report(model, eval_data, metrics) -> str:
@@ -191,6 +187,14 @@ def build(cfg: FinetuneTaskConfig) -> TaskParts:
         texts={LABELS_FILE: json.dumps(labels_to_hf(task.labels, len(task.labels)), ensure_ascii=False, indent=1) + "\n"},
         task_data=task, test_data=test, tokenizer=tok, config=cfg,
     )
+
+
+def _seeded_subset(examples: list, n: int | None, seed: int) -> list:
+    """n of the examples (all when n is None or not smaller), a random choice by `seed`, in their order."""
+    if n is None or n >= len(examples):
+        return examples
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))
+    return [examples[i] for i in sorted(order[:n].tolist())]
 
 
 def finetune_config(run_dir: str | Path, task_dir: str, from_scratch: bool) -> dict[str, Any]:
