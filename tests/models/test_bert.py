@@ -294,3 +294,30 @@ def test_alibi_bert_is_wired_padding_invariant_and_not_exported():
         assert max_diff(fast, alibi(tokens, segments).logits) <= 1e-5
     with pytest.raises(ValueError, match="position_bias is 'alibi'"):
         to_hf(BertForMaskedLM(alibi_cfg))
+
+
+def test_mean_pool_classifier_reads_the_real_tokens_mean_is_padding_invariant_and_not_exported():
+    """model.pool=mean (the demo's fine-tuning): the pooler reads the mean of the real tokens' last-layer
+    vectors, by hand from the plain encoder; padding changes no logit; the fast inference path (padding
+    skipped) equals the plain one; export to Hugging Face (which reads [CLS]) is refused. Catches: a mean that
+    counts padding rows, the flag ignored ([CLS] read: the by-hand mean differs from it), a fast path that
+    leaves padding in the sum."""
+    from nanofm.interop import to_hf
+
+    model = BertForSequenceClassification(BertConfig(**{**CFG.__dict__, "pool": "mean"})).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        tokens, segments, real = _inputs()
+        fast = model(tokens, segments).logits  # (B, C)
+        h = model.bert(tokens, segments)  # (B, T, D), the plain encoder
+        by_hand = torch.stack([h[i, real[i]].mean(0) for i in range(len(h))])  # (B, D)
+        expected = model.classifier(model.bert.pooler(by_hand[:, None]))
+        assert max_diff(fast, expected) <= 1e-5
+        assert max_diff(expected, model.classifier(model.bert.pooler(h))) > 1e-3  # the [CLS] vector differs
+        model.fast_inference = False
+        assert max_diff(fast, model(tokens, segments).logits) <= 1e-5
+        for i, n in enumerate(real.sum(1).tolist()):
+            assert max_diff(fast[i], model(tokens[i : i + 1, :n], segments[i : i + 1, :n]).logits[0]) <= 1e-5
+    with pytest.raises(ValueError, match="pool is 'mean'"):
+        to_hf(model)

@@ -130,7 +130,8 @@ def bert(demo: Demo, budget: float) -> Section:
                   f"Each run fine-tunes on {labels} labelled training examples of its task (a seeded random "
                   "choice, the same for both columns): the scarce-label setting where a pretrained model pays most. "
                   f"While training it is evaluated on {DEV_SIZE} dev examples (the same for every run), and its best "
-                  "checkpoint on the whole test split.",
+                  "checkpoint on the whole test split. Classifiers read the mean of the token vectors (`model.pool=mean`): "
+                  "masked-language-model pretraining never trains the last layer's [CLS] vector.",
                   "", format_table(result)]
         if silver:
             lines.append(f"Silver labels (spaCy's `es_core_news_sm`, not human): {', '.join(silver)}.\n")

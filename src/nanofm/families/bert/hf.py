@@ -114,6 +114,9 @@ def config_to_hf(model: nn.Module, labels: list[str] | None = None) -> dict[str,
         raise DataError(f"model.position_bias is {cfg.position_bias!r}: Hugging Face's BERT has learned positions "
                         "only, so this nanofm BERT cannot be exported to it")
     arch = type(model).__name__
+    if cfg.pool != "cls" and arch == "BertForSequenceClassification":
+        raise DataError(f"model.pool is {cfg.pool!r}: Hugging Face's BERT classifies from the [CLS] vector only, so "
+                        "this nanofm classifier cannot be exported to it")
     out = {
         "architectures": [arch], "model_type": "bert", "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
         "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads, "intermediate_size": cfg.d_ff,

@@ -55,6 +55,9 @@ class BertConfig:
     # core.positional.alibi_slopes (2 heads: 1/2 and 1/32)
     norm_first: bool = False  # pre-norm blocks and a final LayerNorm (Cramming's choice: trains stably at
     # learning rates where BERT's post-norm collapses); False is BERT's, the only layout Hugging Face's BERT has
+    pool: Literal["cls", "mean"] = "cls"  # what the sequence classifier's pooler reads: the [CLS] vector (BERT's,
+    # the only one Hugging Face's BERT has) or the mean of the real tokens' vectors. MLM pretraining never
+    # trains the last layer's [CLS] vector, while it trains every token's: see docs/bert.md
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
@@ -144,7 +147,8 @@ class BertForMaskedLM(nn.Module):
 
 
 class BertForSequenceClassification(nn.Module):
-    """A classifier on the pooled [CLS] vector: logits (B, C), targets (B,) class ids. A sentence pair is
+    """A classifier on the pooled [CLS] vector (cfg.pool "mean": on the mean of the real tokens' vectors):
+    logits (B, C), targets (B,) class ids. A sentence pair is
     one sequence [CLS] A [SEP] B [SEP] with segments 0 over [CLS] A [SEP] and 1 over B [SEP].
 
     Only [CLS] is read, so in eval mode (`fast_inference`, on by default) the encoder runs its fast paths:
@@ -165,7 +169,13 @@ class BertForSequenceClassification(nn.Module):
         self, tokens: Tensor, segments: Tensor | None = None, targets: Tensor | None = None, padding_mask: Tensor | None = None
     ) -> ModelOutput:
         fast = self.fast_inference and not self.training
-        h = self.bert(tokens, segments, padding_mask, query_positions=slice(0, 1) if fast else None, skip_padding=fast)
+        if self.cfg.pool == "mean":
+            pad = tokens == self.cfg.pad_id if padding_mask is None else padding_mask  # (B, T)
+            h = self.bert(tokens, segments, pad, skip_padding=fast)  # (B, T, D), padding rows 0 when fast
+            real = (~pad).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+            h = (h * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp(min=1)  # (B, 1, D)
+        else:
+            h = self.bert(tokens, segments, padding_mask, query_positions=slice(0, 1) if fast else None, skip_padding=fast)
         logits = self.classifier(self.bert.pooler(h))  # (B, C)
         return ModelOutput(logits=logits) if targets is None else _output(logits, targets, logits)
 
