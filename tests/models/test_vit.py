@@ -26,6 +26,7 @@ def _vit(**overrides) -> ViT:
         (dict(d_model=30, n_heads=2, pos="sincos"), "divisible by 4"),
         (dict(n_classes=-1), "n_classes"),
         (dict(drop_path=1.0), "drop_path"),
+        (dict(patch_dropout=1.0), "patch_dropout"),
     ],
 )
 def test_config_is_validated(overrides, message):
@@ -143,6 +144,34 @@ def test_drop_path_only_in_training():
     y = drop(x)
     assert ((y == 0) | (y == torch.tensor(1 / 0.75))).all() and abs(y.mean().item() - 1) < 0.05
     assert torch.equal(y[:, 0:1].expand(-1, 3), y)  # one decision per sample
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_patch_dropout_feeds_a_random_share_of_each_image_only_in_training(pool):
+    """model.patch_dropout=0.75 (16 patches): a training forward hands the encoder 4 patches of each image
+    (plus [CLS]), a different choice per image, and the logits are those of the plain model on exactly those
+    patches; in eval mode every patch, the same logits as without it. Catches: the share never applied (16
+    rows), applied at evaluation, one choice for the whole batch, patches kept without their own positions."""
+    torch.manual_seed(0)
+    vit, plain = _vit(patch_dropout=0.75, pool=pool), _vit(pool=pool)
+    plain.load_state_dict(vit.state_dict())
+    images = torch.randn(B, 1, 28, 28)
+    seen = []
+    hook = vit.drop.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[1]))  # the encoder's input tokens
+    with torch.no_grad():
+        assert torch.equal(vit.eval()(images).logits, plain.eval()(images).logits)
+        assert seen == [16 + (pool == "cls")]
+        torch.manual_seed(1)
+        kept = vit.patches_kept(B)  # (B, 4): the choice the next training forward makes after the same seed
+        assert kept.shape == (B, 4) and len({tuple(sorted(r.tolist())) for r in kept}) == B
+        torch.manual_seed(1)
+        logits = vit.train()(images).logits
+        assert seen[-1] == 4 + (pool == "cls")
+        only_cls = slice(0, 1) if pool == "cls" else None
+        assert max_diff(logits, plain.forward_head(plain.forward_features(images, kept, only_cls))) <= 1e-5
+        assert max_diff(logits, plain(images).logits) > 1e-3
+    hook.remove()
+    assert _vit().patches_kept(B) is None
 
 
 def test_overfits_one_batch():

@@ -107,7 +107,8 @@ def benchmark_vision(scratch_config: str, mae_config: str, budget: str, out: str
     log(f"   {mae['images_per_s']:.0f} images/s")
 
     def from_mae(linear_probe: bool, length: str, name: str, subset: int | None = None) -> dict[str, float]:
-        cfg = mae_finetune_config(out / "mae", scratch_cfg, linear_probe, [*overrides, *few, f"train.budget={length}"])
+        whole = ["model.patch_dropout=0"] if linear_probe else []  # a probe reads the features of whole images
+        cfg = mae_finetune_config(out / "mae", scratch_cfg, linear_probe, [*overrides, *few, *whole, f"train.budget={length}"])
         return train_run(cfg, out / name, progress, subset)
 
     log(f"== MAE encoder fine-tuned, {ft_budget}")

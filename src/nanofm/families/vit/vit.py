@@ -39,6 +39,11 @@ class ViTConfig:
     dropout: float = 0.0  # on the embedded tokens, residual branches and inside the feed-forward layers
     attn_dropout: float = 0.0  # on attention weights
     drop_path: float = 0.0  # stochastic depth of the last block (linear from 0 at the first; DeiT: 0.1)
+    patch_dropout: float = 0.0  # share of each training image's patches left out of the encoder, a new random
+    # choice per image (PatchDropout, Liu et al. 2023); evaluation sees every patch, and MAE pretraining hides
+    # patches by its own mask_ratio instead (it calls forward_features, not forward). An MAE
+    # encoder, pretrained on a quarter of the patches, fine-tunes on 200 labels best when it sees part: see
+    # docs/vision.md
     norm_eps: float = 1e-6  # LayerNorm epsilon (timm's ViT)
     init_std: float = 0.02  # std of the truncated-normal init of weights, positions and [CLS]
 
@@ -56,9 +61,9 @@ class ViTConfig:
             raise ConfigError(f"pos='sincos' needs d_model divisible by 4, got {self.d_model}", ("d_model", "pos"))
         if self.n_classes < 0:
             raise ConfigError(f"n_classes must be >= 0 (0: no head), got {self.n_classes}", ("n_classes",))
-        if not all(0.0 <= p < 1.0 for p in (self.dropout, self.attn_dropout, self.drop_path)):
-            raise ConfigError("dropout, attn_dropout and drop_path must be in [0, 1)",
-                              ("dropout", "attn_dropout", "drop_path"))
+        if not all(0.0 <= p < 1.0 for p in (self.dropout, self.attn_dropout, self.drop_path, self.patch_dropout)):
+            raise ConfigError("dropout, attn_dropout, drop_path and patch_dropout must be in [0, 1)",
+                              ("dropout", "attn_dropout", "drop_path", "patch_dropout"))
 
     @property
     def grid(self) -> int:
@@ -145,12 +150,21 @@ class ViT(nn.Module):
         pooled = features[:, 0] if self.cfg.pool == "cls" else features.mean(dim=1)  # (B, D)
         return pooled if pre_logits else self.head(pooled)
 
+    def patches_kept(self, batch: int, device=None) -> Tensor | None:
+        """Patch dropout: the indices (B, K) of the patches each image keeps, K = round(N * (1 - patch_dropout))
+        at least 1, a random choice per image (the global RNG); None when nothing is dropped."""
+        if not self.cfg.patch_dropout:
+            return None
+        n_keep = max(1, round(self.n_patches * (1 - self.cfg.patch_dropout)))
+        return torch.rand(batch, self.n_patches, device=device).argsort(dim=1)[:, :n_keep]
+
     def forward(self, images: Tensor, targets: Tensor | None = None) -> ModelOutput:
         """images (B, C, H, W), targets (B,) class ids -> logits (B, n_classes) and the mean cross-entropy.
         With [CLS] pooling only [CLS] is read, so the last layer computes its query, attention output and
         feed-forward there alone (keys and values from every token): the same logits and gradients, less work."""
         only_cls = slice(0, 1) if self.cfg.pool == "cls" else None
-        logits = self.forward_head(self.forward_features(images, query_positions=only_cls))  # features (B, 1 or T, D)
+        ids_keep = self.patches_kept(images.size(0), images.device) if self.training else None  # (B, K) or None
+        logits = self.forward_head(self.forward_features(images, ids_keep, only_cls))  # features (B, 1 or T, D)
         if targets is None:
             return ModelOutput(logits=logits)
         return ModelOutput(loss=F.cross_entropy(logits.float(), targets), logits=logits)
