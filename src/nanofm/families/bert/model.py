@@ -151,9 +151,9 @@ class BertForSequenceClassification(nn.Module):
     logits (B, C), targets (B,) class ids. A sentence pair is
     one sequence [CLS] A [SEP] B [SEP] with segments 0 over [CLS] A [SEP] and 1 over B [SEP].
 
-    Only [CLS] is read, so in eval mode (`fast_inference`, on by default) the encoder runs its fast paths:
-    the last layer computes queries, attention output and feed-forward at position 0 only, and every
-    projection and feed-forward skips the padding. The logits equal the plain path's; training (dropout
+    In eval mode (`fast_inference`, on by default) the encoder runs its fast paths: every projection and
+    feed-forward skips the padding, and with [CLS] pooling (only [CLS] is read) the last layer computes
+    queries, attention output and feed-forward at position 0 only. The logits equal the plain path's; training (dropout
     on) always takes the plain path."""
 
     fast_inference: bool = True
